@@ -1,0 +1,43 @@
+# Lifecycle of the local system. Every target is idempotent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: venv up down clean topics lint test test-unit
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+up: venv  ## Kafka (KRaft, from Maven jars) and PostgreSQL running
+	bash deploy/kafka/kafka.sh start
+	bash deploy/postgres/postgres.sh start
+	@echo "Kafka:      $${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}"
+	@echo "PostgreSQL: 127.0.0.1:$${PGPORT:-5432} (database orderflow)"
+
+down:  ## stop Kafka and PostgreSQL
+	bash deploy/kafka/kafka.sh stop
+	bash deploy/postgres/postgres.sh stop
+
+clean: down  ## wipe local data (Kafka logs, Postgres cluster, Faust tables)
+	rm -rf .data
+
+topics: up  ## create every contract topic
+	$(PY) -m streams.admin topics
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy process_manager aggregates streams
+
+test-unit: venv
+	$(VENV)/bin/pytest -m 'not integration'
+
+test: topics  ## the whole suite, against the real services
+	$(VENV)/bin/pytest

@@ -1,0 +1,98 @@
+"""One settings object, read from the environment (names as in the wire contract)."""
+
+from __future__ import annotations
+
+import ssl
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the system, with defaults that work on a developer machine."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://orderflow:orderflow@127.0.0.1:5432/orderflow"
+
+    topic_prefix: str = ""
+    topic_partitions: int = Field(default=8, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+
+    app_id: str = "orderflow"
+    app_version: int = 1
+    data_dir: str = ".data"
+    web_port: int = 6066
+    web_bind: str = "127.0.0.1"
+    operator_token: str | None = None
+
+    # Process timeouts in seconds: a default, and PROCESS_TIMEOUTS='{"State": s}' per state.
+    timeout_default_s: float = 60.0
+    process_timeouts: dict[str, float] = Field(default_factory=dict)
+    payment_settlement_delay_s: float = 5.0
+
+    log_format: str = Field(default="console", pattern="^(json|console)$")
+    log_level: str = "INFO"
+
+    # Kafka security, passed through to both Faust (aiokafka) and confluent-kafka.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def topic(self, name: str) -> str:
+        """The full name of a contract topic, with the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def process_timeout(self, state: str) -> timedelta:
+        return timedelta(seconds=self.process_timeouts.get(state, self.timeout_default_s))
+
+    def confluent_config(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka configuration for confluent-kafka clients."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_cafile,
+            "ssl.certificate.location": self.ssl_certfile,
+            "ssl.key.location": self.ssl_keyfile,
+        }
+        config.update({k: v for k, v in optional.items() if v is not None})
+        config.update(extra)
+        return config
+
+    def faust_credentials(self) -> Any:
+        """faust.auth credentials matching the security settings, or None for PLAINTEXT."""
+        import faust.auth
+
+        if self.security_protocol == "PLAINTEXT":
+            return None
+        context = None
+        if self.security_protocol.endswith("SSL"):
+            context = ssl.create_default_context(cafile=self.ssl_cafile)
+            if self.ssl_certfile:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        if self.security_protocol.startswith("SASL"):
+            return faust.auth.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password,
+                mechanism=self.sasl_mechanism or "PLAIN",
+                ssl_context=context,
+            )
+        return faust.auth.SSLCredentials(context)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
