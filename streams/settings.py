@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from datetime import timedelta
 from functools import lru_cache
@@ -24,6 +25,9 @@ class Settings(BaseSettings):
     topic_replication_factor: int = Field(default=1, ge=1)
 
     app_id: str = "orderflow"
+    # Stable per worker across restarts (it names transactional producers, so a restarted
+    # worker fences its own unfinished transaction at once). Defaults to host and web port.
+    worker_id: str | None = None
     app_version: int = 1
     data_dir: str = ".data"
     web_port: int = 6066
@@ -46,6 +50,9 @@ class Settings(BaseSettings):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+
+    def stable_worker_id(self) -> str:
+        return self.worker_id or f"{socket.gethostname()}-{self.web_port}"
 
     def topic(self, name: str) -> str:
         """The full name of a contract topic, with the configured prefix."""

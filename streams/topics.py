@@ -13,6 +13,8 @@ COMMAND_TOPICS = (
     "processes.commands",
 )
 DEAD_LETTERS = "dead-letters"
+# Dead letters keep the raw value (base64), so they may be larger than the record that failed.
+DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -28,5 +30,5 @@ def contract_topics() -> list[TopicSpec]:
     return [
         *(TopicSpec(name, forever) for name in EVENT_TOPICS),
         *(TopicSpec(name, week) for name in COMMAND_TOPICS),
-        TopicSpec(DEAD_LETTERS, forever),
+        TopicSpec(DEAD_LETTERS, {**forever, "max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}),
     ]

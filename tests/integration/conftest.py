@@ -9,7 +9,7 @@ import pytest
 
 from streams.admin import ping
 from streams.settings import Settings, get_settings
-from tests.integration.harness import Worker
+from tests.integration.harness import Service
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +24,10 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[list[Worker]]:
-    """Workers registered here are stopped after the test, whatever its outcome."""
-    started: list[Worker] = []
+def services(tmp_path: Path) -> Iterator[list[Service]]:
+    """Services registered here are stopped after the test, whatever its outcome."""
+    started: list[Service] = []
     yield started
-    for worker in started:
-        if worker.process is not None and worker.process.poll() is None:
-            worker.stop()
+    for service in started:
+        if service.running():
+            service.stop()

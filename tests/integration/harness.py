@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,11 +10,15 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from aggregates.messages import Envelope, Message, from_wire, order_id_of
+from streams.admin import ensure_topics
+from streams.codec import encode, key_of
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,61 +73,45 @@ def read_all(
 
 
 @dataclass
-class Worker:
-    """One `faust -A <app> worker` subprocess with its own data dir and web port."""
+class Service:
+    """A real subprocess of the project, started and awaited by a line in its log."""
 
-    app: str
+    argv: list[str]
     env: dict[str, str]
     data_dir: Path
-    web_port: int
+    name: str
+    ready_marker: bytes
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.log_path = self.data_dir / f"worker-{self.web_port}.log"
+        self.log_path = self.data_dir / f"{self.name}.log"
 
     def start(self, ready_timeout: float = 90.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            **self.env,
-            "DATA_DIR": str(self.data_dir),
-            "WEB_PORT": str(self.web_port),
-            "PYTHONPATH": str(REPO),
-        }
+        env = {**os.environ, **self.env, "DATA_DIR": str(self.data_dir), "PYTHONPATH": str(REPO)}
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "faust",
-                "-A",
-                self.app,
-                "worker",
-                "-l",
-                "info",
-                "--web-port",
-                str(self.web_port),
-                "--web-bind",
-                "127.0.0.1",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, *self.argv],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.tail()}")
-            if b"Ready" in self.log_path.read_bytes()[offset:]:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.tail()}"
+                )
+            if self.ready_marker in self.log_path.read_bytes()[offset:]:
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"worker not ready in {ready_timeout}s:\n{self.tail()}")
+        raise TimeoutError(f"{self.name} not ready in {ready_timeout}s:\n{self.tail()}")
 
     def stop(self, timeout: float = 30.0) -> int:
-        """Stop cleanly with SIGTERM (Faust commits offsets and flushes tables)."""
+        """Stop cleanly with SIGTERM."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -132,9 +121,52 @@ class Worker:
             return self.process.wait()
 
     def kill(self) -> None:
+        """kill -9: no clean-up of any kind."""
         assert self.process is not None
         self.process.kill()
         self.process.wait()
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def faust_worker(app: str, env: dict[str, str], data_dir: Path, web_port: int) -> Service:
+    """A `faust -A <app> worker` on its own web port (which also makes its worker id unique)."""
+    argv = ["-m", "faust", "-A", app, "worker", "-l", "info"]
+    argv += ["--web-port", str(web_port), "--web-bind", "127.0.0.1"]
+    return Service(
+        argv, {**env, "WEB_PORT": str(web_port)}, data_dir, f"worker-{web_port}", b"Ready"
+    )
+
+
+def module_runner(env: dict[str, str], data_dir: Path, only: str, name: str = "modules") -> Service:
+    """`python -m streams.runner --only ...`: ready once every module loaded its partitions."""
+    argv = ["-m", "streams.runner", "--only", only]
+    return Service(argv, env, data_dir, name, b"modules running")
+
+
+def isolated_settings(settings: Settings) -> tuple[Settings, dict[str, str]]:
+    """Settings (and the matching environment) with a fresh topic prefix and app id."""
+    prefix, app_id = unique("t") + ".", unique("app")
+    isolated = settings.model_copy(update={"topic_prefix": prefix, "app_id": app_id})
+    ensure_topics(isolated)
+    return isolated, {"TOPIC_PREFIX": prefix, "APP_ID": app_id}
+
+
+def wire(message: Message, *, message_id: str | None = None) -> tuple[bytes, bytes]:
+    """(key, value) of an external command, as a client would send it."""
+    envelope = Envelope.wrap(
+        message,
+        message_id=message_id or str(uuid.uuid4()),
+        occurred_at=datetime.now(UTC),
+        correlation_id=order_id_of(message),
+        causation_id=None,
+    )
+    return key_of(envelope), encode(envelope)
+
+
+def envelopes(records: list[tuple[bytes, bytes]]) -> list[Envelope]:
+    return [from_wire(json.loads(value)) for _, value in records]

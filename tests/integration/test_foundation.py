@@ -8,24 +8,31 @@ import psycopg
 import pytest
 
 from streams.settings import Settings
-from tests.integration.harness import Worker, create_topics, produce, read_all, unique
+from tests.integration.harness import (
+    Service,
+    create_topics,
+    faust_worker,
+    produce,
+    read_all,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_faust_worker_counts_in_a_rocksdb_table_and_keeps_the_count_across_a_restart(
-    settings: Settings, workers: list[Worker], tmp_path: Path
+    settings: Settings, services: list[Service], tmp_path: Path
 ) -> None:
     # Given a probe app with its own topics and a real worker
     source, sink = unique("probe-in"), unique("probe-out")
     create_topics(settings, source, sink)
-    worker = Worker(
-        app="tests.integration.probe_app",
+    worker = faust_worker(
+        "tests.integration.probe_app",
         env={"PROBE_APP_ID": unique("probe"), "PROBE_SOURCE": source, "PROBE_SINK": sink},
         data_dir=tmp_path / "worker",
         web_port=16066,
     )
-    workers.append(worker)
+    services.append(worker)
     worker.start()
 
     # When two messages for one key arrive

@@ -1,0 +1,322 @@
+"""Runs one event-sourced module: commands in, events out, in Kafka transactions.
+
+For each batch of commands it decides against state folded from the module's own events topic,
+and appends the events plus the commands' consumer offsets in one Kafka transaction
+(confluent-kafka's transactional producer, KIP-447 fencing by consumer-group generation):
+
+- Never stale: a partition's state is rebuilt from its events partition, read_committed up to
+  the last stable offset, after the group's committed offset for it was fetched. With
+  read_committed that fetch waits for any pending transactional commit of the previous owner,
+  so every event of the previous owner is visible before the first command is decided. A zombie
+  previous owner cannot commit after losing the partition: its offsets carry an old generation.
+- Once per message id: every handled command leaves at least one event whose causation_id is
+  the command's message_id; the state remembers them, so a redelivered command is skipped.
+- Order: one writer per partition, events appended in command order.
+- Crash between append and offset commit: impossible as a state; both are one transaction. An
+  aborted transaction's events are invisible to read_committed readers, and the commands are
+  consumed again from the committed offset.
+
+Any error in the transaction ends the session: state is dropped and rebuilt from the log.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka import (
+    Message as KafkaMessage,
+)
+
+from aggregates.decider import Rejected
+from aggregates.messages import CommandRejected, Envelope, Message, deterministic_id, order_id_of
+from streams.aggregate_modules import AggregateModule
+from streams.aggregate_store import AggregateStore, Record
+from streams.codec import DeadLetter, DecodeError, decode, encode, partition_of
+from streams.logs import get_logger
+from streams.settings import Settings
+from streams.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
+
+log = get_logger(__name__)
+
+Output = tuple[str, bytes | None, bytes]
+
+
+class AggregateProcessor:
+    """One module's command handler; `run(stop)` loops until `stop` is set."""
+
+    def __init__(self, module: AggregateModule, settings: Settings, batch_size: int = 500) -> None:
+        self.module = module
+        self.settings = settings
+        self.batch_size = batch_size
+        self.group = f"{settings.app_id}-{module.name}"
+        self.commands_topic = settings.topic(module.commands_topic)
+        self.events_topic = settings.topic(module.events_topic)
+        self.dead_letters = settings.topic(DEAD_LETTERS)
+        self.store: AggregateStore[Any] = AggregateStore(module.initial_state)
+        self._unloaded: set[int] = set()
+        self._due: list[tuple[datetime, int, str]] = []
+        self.ready = threading.Event()
+
+    # Lifecycle
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self._session(stop)
+            except KafkaException as error:
+                log.warning("processor session ended", module=self.module.name, error=str(error))
+                stop.wait(1.0)
+
+    def _session(self, stop: threading.Event) -> None:
+        self.store = AggregateStore(self.module.initial_state)
+        self._unloaded.clear()
+        self._due.clear()
+        producer = Producer(
+            self.settings.confluent_config(
+                **{
+                    "transactional.id": f"{self.group}-{self.settings.stable_worker_id()}",
+                    "transaction.timeout.ms": 10000,
+                    "linger.ms": 2,
+                    "message.max.bytes": DEAD_LETTER_MAX_BYTES,
+                }
+            )
+        )
+        # Aborts whatever this worker left open before a crash, so readers are not held up.
+        producer.init_transactions(30)
+        consumer = Consumer(
+            self.settings.confluent_config(
+                **{
+                    "group.id": self.group,
+                    # Static membership: a restarted worker takes its partitions back at once
+                    # instead of waiting for its old session to time out.
+                    "group.instance.id": f"{self.group}-{self.settings.stable_worker_id()}",
+                    "session.timeout.ms": 10000,
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                }
+            )
+        )
+        consumer.subscribe(
+            [self.commands_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        try:
+            while not stop.is_set():
+                records = consumer.consume(self.batch_size, timeout=0.1)
+                self._load_assigned(consumer)
+                self.ready.set()
+                outputs = self._handle(records) + self._due_commands()
+                if not outputs and not records:
+                    continue
+                self._commit(producer, consumer, records, outputs)
+        finally:
+            self.store.discard()
+            consumer.close()
+
+    def _commit(
+        self,
+        producer: Producer,
+        consumer: Consumer,
+        records: list[KafkaMessage],
+        outputs: list[Output],
+    ) -> None:
+        producer.begin_transaction()
+        for topic, key, value in outputs:
+            producer.produce(topic, key=key, value=value)
+        if records:
+            offsets: dict[int, int] = {}
+            for record in records:
+                offsets[partition_of(record)] = max(
+                    offsets.get(partition_of(record), 0), (record.offset() or 0) + 1
+                )
+            producer.send_offsets_to_transaction(
+                [TopicPartition(self.commands_topic, p, o) for p, o in offsets.items()],
+                consumer.consumer_group_metadata(),
+            )
+        producer.commit_transaction(30)
+        self._index_due(self.store.staged)
+        self.store.commit()
+
+    # Rebalancing
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._unloaded.update(tp.partition for tp in partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.store.drop(tp.partition)
+            self._unloaded.discard(tp.partition)
+
+    def _load_assigned(self, consumer: Consumer) -> None:
+        if not self._unloaded:
+            return
+        pending = sorted(self._unloaded)
+        # With read_committed this waits until the previous owner's transaction is resolved.
+        consumer.committed([TopicPartition(self.commands_topic, p) for p in pending], timeout=30)
+        for partition, records in self._rebuild(pending).items():
+            self.store.load(partition, records)
+            self._index_due({(partition, aid): rec for aid, rec in records.items()})
+        self._unloaded.difference_update(pending)
+        log.info("partitions loaded", module=self.module.name, partitions=pending)
+
+    def _rebuild(self, partitions: list[int]) -> dict[int, dict[str, Record[Any]]]:
+        """Fold the events partitions from the beginning to the last stable offset."""
+        reader = Consumer(
+            self.settings.confluent_config(
+                **{
+                    "group.id": f"{self.group}-rebuild",
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                }
+            )
+        )
+        reader.assign([TopicPartition(self.events_topic, p, OFFSET_BEGINNING) for p in partitions])
+        folded: dict[int, dict[str, Record[Any]]] = {p: {} for p in partitions}
+        open_partitions = set(partitions)
+        try:
+            while open_partitions:
+                for message in reader.consume(1000, timeout=1.0):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            open_partitions.discard(partition_of(message))
+                            continue
+                        raise KafkaException(error)
+                    self._fold(folded[partition_of(message)], message)
+        finally:
+            reader.close()
+        return folded
+
+    def _fold(self, records: dict[str, Record[Any]], message: KafkaMessage) -> None:
+        try:
+            envelope = decode(message.key(), message.value(), self.module.event_types)
+        except DecodeError as error:
+            log.error(
+                "undecodable event skipped",
+                topic=message.topic(),
+                offset=message.offset(),
+                reason=error.reason,
+            )
+            return
+        aggregate_id = order_id_of(envelope)
+        record = records.get(aggregate_id, Record(self.module.initial_state))
+        records[aggregate_id] = record.after(
+            self.module.evolve(record.state, envelope.data), envelope.causation_id
+        )
+
+    # Deciding
+
+    def _handle(self, records: list[KafkaMessage]) -> list[Output]:
+        outputs: list[Output] = []
+        for record in records:
+            if record.error() is not None:
+                log.warning("consumer error", error=str(record.error()))
+                continue
+            try:
+                command = decode(record.key(), record.value(), self.module.command_types)
+            except DecodeError as error:
+                outputs.append(self._dead_letter(record, error.reason))
+                continue
+            outputs.extend(self._decide(partition_of(record), command))
+        return outputs
+
+    def _decide(self, partition: int, command: Envelope) -> list[Output]:
+        aggregate_id = order_id_of(command)
+        bound = log.bind(
+            module=self.module.name,
+            order_id=aggregate_id,
+            correlation_id=command.correlation_id,
+            causation_id=command.message_id,
+            command=command.type,
+        )
+        record = self.store.get(partition, aggregate_id)
+        if command.message_id in record.handled:
+            bound.info("duplicate command skipped")
+            return []
+        try:
+            events = self.module.decide(command, record.state)
+        except Rejected as rejection:
+            bound.info("command rejected", reason=rejection.reason)
+            events = [_rejected(command, rejection.reason)]
+        except Exception as error:  # a bug must not stop the flow: it becomes a failure event
+            bound.exception("command failed")
+            events = [_rejected(command, f"internal error: {error!r}")]
+        state = record.state
+        outputs: list[Output] = []
+        now = datetime.now(UTC)
+        for index, event in enumerate(events):
+            state = self.module.evolve(state, event)
+            envelope = Envelope.wrap(
+                event,
+                message_id=deterministic_id(command.message_id, f"{index}:{event.type}"),
+                occurred_at=now,
+                correlation_id=aggregate_id,
+                causation_id=command.message_id,
+            )
+            outputs.append((self.events_topic, aggregate_id.encode(), encode(envelope)))
+        self.store.stage(partition, aggregate_id, record.after(state, command.message_id))
+        bound.debug("command decided", events=[e.type for e in events])
+        return outputs
+
+    def _dead_letter(self, record: KafkaMessage, reason: str) -> Output:
+        log.warning(
+            "dead letter",
+            topic=record.topic(),
+            partition=partition_of(record),
+            offset=record.offset(),
+            reason=reason,
+        )
+        return (self.dead_letters, record.key(), DeadLetter.of(record, reason).to_bytes())
+
+    # Commands owed after a delay (payment settlement)
+
+    def _index_due(self, records: dict[tuple[int, str], Record[Any]]) -> None:
+        for (partition, aggregate_id), record in records.items():
+            due_at = self.module.due_at(record.state)
+            if due_at is not None:
+                heapq.heappush(self._due, (due_at, partition, aggregate_id))
+
+    def _due_commands(self) -> list[Output]:
+        now = datetime.now(UTC)
+        outputs: list[Output] = []
+        while self._due and self._due[0][0] <= now:
+            due_at, partition, aggregate_id = heapq.heappop(self._due)
+            if partition not in self.store.owned():
+                continue
+            state = self.store.get(partition, aggregate_id).state
+            command = self.module.due_command(state)
+            if command is None or self.module.due_at(state) != due_at:
+                continue
+            envelope = Envelope.wrap(
+                command,
+                message_id=deterministic_id(f"{aggregate_id}:{due_at.isoformat()}", command.type),
+                occurred_at=now,
+                correlation_id=aggregate_id,
+                causation_id=None,
+            )
+            outputs.append((self.commands_topic, aggregate_id.encode(), encode(envelope)))
+        return outputs
+
+
+def _rejected(command: Envelope, reason: str) -> Message:
+    return CommandRejected(
+        command_type=command.type,
+        command_message_id=command.message_id,
+        reason=reason,
+        order_id=order_id_of(command),
+    )

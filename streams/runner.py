@@ -1,0 +1,86 @@
+"""Runs the module services (the command handlers of carts, orders and payments) in threads.
+
+    python -m streams.runner [--only carts,orders,payments]
+
+The same components run inside every Faust worker (see streams/worker.py); this entry point
+runs them on their own, for tests and for operators who scale modules separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Protocol
+
+from streams.aggregate_modules import modules
+from streams.aggregate_processor import AggregateProcessor
+from streams.logs import configure_logging, get_logger
+from streams.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+
+class Component(Protocol):
+    """A long-running part of a module; `ready` is set once it serves its partitions."""
+
+    ready: threading.Event
+
+    def run(self, stop: threading.Event) -> None: ...
+
+
+def module_components(
+    settings: Settings, only: Sequence[str] | None = None
+) -> dict[str, Component]:
+    delay = timedelta(seconds=settings.payment_settlement_delay_s)
+    found: dict[str, Component] = {
+        module.name: AggregateProcessor(module, settings) for module in modules(delay)
+    }
+    return {name: c for name, c in found.items() if not only or name in only}
+
+
+def start(components: dict[str, Component], stop: threading.Event) -> list[threading.Thread]:
+    threads = []
+    for name, component in components.items():
+        thread = threading.Thread(target=_guarded(name, component, stop), name=name, daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def _guarded(name: str, component: Component, stop: threading.Event) -> Callable[[], None]:
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                component.run(stop)
+            except Exception:
+                log.exception("component crashed; restarting", component=name)
+                stop.wait(1.0)
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m streams.runner")
+    parser.add_argument("--only", help="comma-separated module names")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    only = args.only.split(",") if args.only else None
+    components = module_components(settings, only)
+    threads = start(components, stop)
+    for component in components.values():
+        component.ready.wait()
+    log.info("modules running", modules=[t.name for t in threads])
+    stop.wait()
+    for thread in threads:
+        thread.join(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Event-sourced command handlers on the real broker: commands in, events out, in order, once."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from aggregates.messages import AddProduct, FinalizeCart, OpenCart, ProductItem
+from streams.settings import Settings
+from tests.integration.harness import (
+    Service,
+    envelopes,
+    isolated_settings,
+    module_runner,
+    produce,
+    read_all,
+    unique,
+    wire,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_carts_commands_produce_its_events_in_order_and_a_duplicate_appends_once(
+    settings: Settings, services: list[Service], tmp_path: Path
+) -> None:
+    # Given the cart module running on its own topics
+    isolated, env = isolated_settings(settings)
+    runner = module_runner(env, tmp_path, only="carts")
+    services.append(runner)
+    runner.start()
+    cart_id = unique("cart")
+    add = wire(
+        AddProduct(cart_id=cart_id, product_id="sku-1", quantity=2, unit_price=Decimal("9.99"))
+    )
+
+    # When a client opens a cart, adds a product twice over (one redelivered) and finalizes
+    produce(
+        isolated,
+        isolated.topic("carts.commands"),
+        [
+            wire(OpenCart(cart_id=cart_id, client_id="client-1")),
+            add,
+            add,
+            wire(FinalizeCart(cart_id=cart_id, payment_method="card_declined")),
+        ],
+    )
+
+    # Then the events follow the commands, and the duplicated AddProduct appended once
+    events = envelopes(read_all(isolated, isolated.topic("carts.events"), expected=4, timeout=30))
+    assert [e.type for e in events] == ["CartOpened", "ProductAdded", "CartFinalized"], (
+        runner.tail()
+    )
+    finalized = events[-1].data
+    assert finalized.product_items == (  # type: ignore[union-attr]
+        ProductItem(product_id="sku-1", quantity=2, unit_price=Decimal("9.99")),
+    )
+    assert finalized.total_price == Decimal("19.98")  # type: ignore[union-attr]
+    assert all(e.correlation_id == cart_id for e in events)
+    assert events[1].causation_id == json.loads(add[1])["message_id"]
+
+
+def test_a_refused_command_becomes_a_command_rejected_event(
+    settings: Settings, services: list[Service], tmp_path: Path
+) -> None:
+    # Given a finalized cart
+    isolated, env = isolated_settings(settings)
+    runner = module_runner(env, tmp_path, only="carts")
+    services.append(runner)
+    runner.start()
+    cart_id = unique("cart")
+    late_add = wire(
+        AddProduct(cart_id=cart_id, product_id="p", quantity=1, unit_price=Decimal("1"))
+    )
+    produce(
+        isolated,
+        isolated.topic("carts.commands"),
+        [
+            wire(OpenCart(cart_id=cart_id, client_id="c")),
+            wire(AddProduct(cart_id=cart_id, product_id="p", quantity=1, unit_price=Decimal("1"))),
+            wire(FinalizeCart(cart_id=cart_id)),
+            # When a product is added after finalization
+            late_add,
+        ],
+    )
+
+    # Then a CommandRejected names the command and the reason
+    events = envelopes(read_all(isolated, isolated.topic("carts.events"), expected=4, timeout=30))
+    rejected = events[-1].data
+    assert rejected.type == "CommandRejected", runner.tail()
+    assert rejected.command_type == "AddProduct"  # type: ignore[union-attr]
+    assert rejected.command_message_id == json.loads(late_add[1])["message_id"]  # type: ignore[union-attr]
+    assert "finalized" in rejected.reason  # type: ignore[union-attr]
+
+
+def test_state_survives_a_restart_because_it_is_folded_from_the_events_topic(
+    settings: Settings, services: list[Service], tmp_path: Path
+) -> None:
+    # Given a cart opened and filled by one incarnation of the module, which is then killed
+    isolated, env = isolated_settings(settings)
+    runner = module_runner(env, tmp_path, only="carts")
+    services.append(runner)
+    runner.start()
+    cart_id = unique("cart")
+    add = wire(AddProduct(cart_id=cart_id, product_id="p", quantity=3, unit_price=Decimal("2.50")))
+    commands = isolated.topic("carts.commands")
+    produce(isolated, commands, [wire(OpenCart(cart_id=cart_id, client_id="c")), add])
+    assert len(read_all(isolated, isolated.topic("carts.events"), expected=2, timeout=30)) == 2
+    runner.kill()
+
+    # When a new incarnation receives the same AddProduct again, then FinalizeCart
+    runner.start()
+    produce(isolated, commands, [add, wire(FinalizeCart(cart_id=cart_id))])
+
+    # Then it decided against the folded state: the duplicate was skipped, the total is right
+    events = envelopes(read_all(isolated, isolated.topic("carts.events"), expected=4, timeout=30))
+    assert [e.type for e in events] == ["CartOpened", "ProductAdded", "CartFinalized"], (
+        runner.tail()
+    )
+    assert events[-1].data.total_price == Decimal("7.50")  # type: ignore[union-attr]
