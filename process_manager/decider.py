@@ -1,0 +1,175 @@
+"""The order process as a pure decider: ``handle`` one message, ``resume`` after a crash.
+
+``handle(process, envelope, timeouts=...)`` looks the pair (state, trigger) up in
+``TRANSITIONS``. With a row, the process moves: it records the message's facts, enters the
+next state with a new deadline, and returns the row's commands as envelopes. Without a row
+the message is ``ignored`` (late, out of order, or not this process's) and nothing changes;
+the edge logs it. One exception: a ``PaymentSettled`` with no row is still noted on the
+record (``payment_settled``), without a move.
+
+Crash recovery: a duplicate re-sends what is owed. Writing the process table and sending the
+commands are not one atomic step at the edge (faust's exactly-once is not to be trusted), so
+a crash in between loses the sends while the new state survives; the message is then
+delivered again, and finds its id already applied. Rather than a separate recovery pass over
+every process at start-up, ``handle`` answers every duplicate with ``resume(process)``: the
+command envelopes of the last transition, kept on the record with their original
+deterministic ids. Receivers drop ids they have seen, so re-sending is harmless, and the
+commands of the current state are re-sent exactly when the broker says they may be missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from aggregates.messages import (
+    CancellationReason,
+    CartFinalized,
+    CommandRejected,
+    Envelope,
+    OrderInitialized,
+    PaymentFinalized,
+    PaymentSettled,
+    ProcessTimedOut,
+    deterministic_id,
+)
+from process_manager.commands import build
+from process_manager.process import MAX_APPLIED_IDS, MAX_HISTORY, HistoryEntry, Process, SentCommand
+from process_manager.states import State, Timeouts, deadline_for
+from process_manager.table import NOTED, TRANSITIONS, trigger_of
+
+OutcomeKind = Literal["applied", "duplicate", "ignored"]
+
+CANCELLATION_REASONS: Final[dict[str, CancellationReason]] = {
+    "PaymentFailed": "PaymentFailed",
+    "ProductWasOutOfStock": "ProductWasOutOfStock",
+    "ProcessTimedOut": "TimedOut",
+    "CancelProcess": "ManualCancellation",
+}
+"""The cancellation reason each trigger gives a process that is not yet cancelling."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``handle`` decided: the process after the message and the commands to send.
+
+    ``kind`` tells the edge what to log: ``applied`` (the record changed: write it),
+    ``duplicate`` (already applied: send ``commands`` again, write nothing) or ``ignored``
+    (no transition: nothing to write or send). ``reason`` says why, for the log.
+    """
+
+    kind: OutcomeKind
+    process: Process | None
+    commands: tuple[Envelope, ...] = ()
+    reason: str = ""
+
+
+def handle(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -> Outcome:
+    """Decide what ``envelope`` does to ``process`` (``None`` before the cart is finalized)."""
+    if process is not None and envelope.message_id in process.applied:
+        return Outcome("duplicate", process, tuple(resume(process)), "message already applied")
+    if (why := _why_ignored(process, envelope)) is not None:
+        return Outcome("ignored", process, (), why)
+    state = None if process is None else process.state
+    trigger = trigger_of(envelope.data)
+    transition = TRANSITIONS.get((state, trigger))
+    if transition is None:
+        if process is not None and trigger in NOTED:
+            noted = evolve(process, envelope)
+            if noted != process:
+                return Outcome("applied", _record(noted, envelope, state, ()), (), "noted")
+        return Outcome("ignored", process, (), f"no transition for {trigger} in {state}")
+    moved = evolve(process, envelope).model_copy(
+        update={
+            "state": transition.next,
+            "deadline": deadline_for(transition.next, envelope.occurred_at, timeouts),
+        }
+    )
+    commands = tuple(build(command, moved, envelope) for command in transition.commands)
+    after = _record(moved.model_copy(update={"owed": commands}), envelope, state, commands)
+    return Outcome("applied", after, commands, f"{trigger}: {state} -> {transition.next}")
+
+
+def resume(process: Process) -> list[Envelope]:
+    """The commands still owed in the current state, with the ids they were first sent with."""
+    return list(process.owed)
+
+
+def evolve(process: Process | None, envelope: Envelope) -> Process:
+    """``process`` with the facts of ``envelope`` recorded; state and deadline stay as they are.
+
+    Only a ``CartFinalized`` starts a process (in ``AwaitingOrder``, without a deadline yet).
+    """
+    message = envelope.data
+    if process is None:
+        if not isinstance(message, CartFinalized):
+            raise ValueError(f"{message.type} cannot start a process")
+        return Process(
+            order_id=message.cart_id,
+            state=State.AwaitingOrder,
+            deadline=None,
+            client_id=message.client_id,
+            product_items=message.product_items,
+            total_price=message.total_price,
+            currency=message.currency,
+            payment_method=message.payment_method,
+        )
+    match message:
+        case OrderInitialized():
+            payment_id = deterministic_id(envelope.message_id, "payment_id")
+            return process.model_copy(update={"payment_id": payment_id})
+        case PaymentFinalized(finalized_at=finalized_at):
+            return process.model_copy(update={"payment_finalized_at": finalized_at})
+        case PaymentSettled():
+            return process.model_copy(update={"payment_settled": True})
+    reason = CANCELLATION_REASONS.get(message.type)
+    if reason is not None and process.cancellation_reason is None:
+        return process.model_copy(update={"cancellation_reason": reason})
+    return process
+
+
+def _record(
+    process: Process, cause: Envelope, from_state: State | None, commands: tuple[Envelope, ...]
+) -> Process:
+    entry = HistoryEntry(
+        message_id=cause.message_id,
+        message_type=cause.type,
+        from_state=from_state,
+        to_state=process.state,
+        at=cause.occurred_at,
+        commands=tuple(SentCommand(message_id=c.message_id, type=c.type) for c in commands),
+    )
+    return process.model_copy(
+        update={
+            "applied": (*process.applied, cause.message_id)[-MAX_APPLIED_IDS:],
+            "history": (*process.history, entry)[-MAX_HISTORY:],
+        }
+    )
+
+
+def _why_ignored(process: Process | None, envelope: Envelope) -> str | None:
+    """Why ``envelope`` cannot concern ``process`` whatever its state, or ``None``."""
+    message = envelope.data
+    if process is None:
+        return None if isinstance(message, CartFinalized) else "no process for this order"
+    order_id = getattr(message, "order_id", None)
+    if isinstance(order_id, str) and order_id != process.order_id:
+        return f"it belongs to order {order_id}, not {process.order_id}"
+    payment_id = getattr(message, "payment_id", None)
+    if isinstance(payment_id, str) and payment_id != process.payment_id:
+        return f"payment {payment_id} is not this process's payment ({process.payment_id})"
+    if isinstance(message, ProcessTimedOut) and not _is_due(process, message, envelope):
+        return f"stale timeout: deadline {message.deadline}, process deadline {process.deadline}"
+    if isinstance(message, CommandRejected) and message.command_message_id not in {
+        owed.message_id for owed in process.owed
+    }:
+        return f"it rejects command {message.command_message_id}, which is not owed now"
+    return None
+
+
+def _is_due(process: Process, timeout: ProcessTimedOut, envelope: Envelope) -> bool:
+    """Whether ``timeout`` names the current deadline and that deadline has passed."""
+    deadline = process.deadline
+    if deadline is None or timeout.deadline != deadline:
+        return False
+    return envelope.occurred_at >= deadline

@@ -1,0 +1,88 @@
+"""The transition table of an order's process: ``(state, trigger) -> (next state, commands)``.
+
+A trigger is the wire type of the incoming message, except a ``CommandRejected``, whose
+trigger names the refused command: ``CommandRejected(CancelOrder)``. ``None`` as the state is
+the start, before any process exists. The commands are the wire types to send; their data
+comes from the process record (see ``commands.py``). A pair with no row changes nothing.
+
+Compensation always asks for a discard first and refunds only when the payment module
+answers ``PaymentDiscardRejected``: the module, not the process, knows whether the payment
+settled by the time the discard reaches it. Once the package is sent (``Completing``), the
+order can no longer be cancelled: there is no command to take a package back.
+"""
+
+# The table is aligned in columns so that it reads as a table; its lines may run long.
+# ruff: noqa: E501
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+from aggregates.messages import CommandRejected, Message
+from process_manager.states import State as S
+
+
+class Transition(NamedTuple):
+    """One row's outcome: the state to enter and the commands to send, in order."""
+
+    next: S
+    commands: tuple[str, ...]
+
+
+def _to(next_state: S, *commands: str) -> Transition:
+    return Transition(next_state, commands)
+
+
+# fmt: off
+TRANSITIONS: Final[dict[tuple[S | None, str], Transition]] = {
+    # Happy path
+    (None, "CartFinalized"):                                        _to(S.AwaitingOrder, "InitOrder"),
+    (S.AwaitingOrder, "OrderInitialized"):                          _to(S.AwaitingPayment, "RequestPayment"),
+    (S.AwaitingPayment, "PaymentFinalized"):                        _to(S.RecordingPayment, "RecordOrderPayment"),
+    (S.RecordingPayment, "OrderPaymentRecorded"):                   _to(S.AwaitingShipment, "SendPackage"),
+    (S.AwaitingShipment, "PackageWasSent"):                         _to(S.Completing, "CompleteOrder"),
+    (S.Completing, "OrderCompleted"):                               _to(S.Completed),
+    # Failures, timeouts and operators: cancel the order first, then compensate the payment
+    (S.AwaitingOrder, "ProcessTimedOut"):                           _to(S.CancellingOrder, "CancelOrder"),
+    (S.AwaitingOrder, "CancelProcess"):                             _to(S.CancellingOrder, "CancelOrder"),
+    (S.AwaitingPayment, "PaymentFailed"):                           _to(S.CancellingOrder, "CancelOrder"),
+    (S.AwaitingPayment, "ProcessTimedOut"):                         _to(S.CancellingOrderWithPayment, "CancelOrder"),
+    (S.AwaitingPayment, "CancelProcess"):                           _to(S.CancellingOrderWithPayment, "CancelOrder"),
+    (S.RecordingPayment, "ProcessTimedOut"):                        _to(S.CancellingOrderWithPayment, "CancelOrder"),
+    (S.RecordingPayment, "CancelProcess"):                          _to(S.CancellingOrderWithPayment, "CancelOrder"),
+    (S.AwaitingShipment, "ProductWasOutOfStock"):                   _to(S.CancellingOrderWithPayment, "CancelOrder"),
+    (S.AwaitingShipment, "ProcessTimedOut"):                        _to(S.CancellingOrderWithPayment, "CancelOrder"),
+    (S.AwaitingShipment, "CancelProcess"):                          _to(S.CancellingOrderWithPayment, "CancelOrder"),
+    # Compensation
+    (S.CancellingOrder, "OrderCancelled"):                          _to(S.Cancelled),
+    (S.CancellingOrder, "CommandRejected(CancelOrder)"):            _to(S.Cancelled),
+    (S.CancellingOrderWithPayment, "OrderCancelled"):               _to(S.DiscardingPayment, "DiscardPayment"),
+    (S.CancellingOrderWithPayment, "CommandRejected(CancelOrder)"): _to(S.DiscardingPayment, "DiscardPayment"),
+    (S.CancellingOrderWithPayment, "PaymentFailed"):                _to(S.CancellingOrder),
+    (S.DiscardingPayment, "PaymentDiscarded"):                      _to(S.Cancelled),
+    (S.DiscardingPayment, "PaymentDiscardRejected"):                _to(S.RefundingPayment, "RefundPayment"),
+    (S.DiscardingPayment, "CommandRejected(DiscardPayment)"):       _to(S.Cancelled),
+    (S.DiscardingPayment, "PaymentFailed"):                         _to(S.Cancelled),
+    (S.RefundingPayment, "PaymentRefunded"):                        _to(S.Cancelled),
+    (S.RefundingPayment, "CommandRejected(RefundPayment)"):         _to(S.Cancelled),
+    # Late success after cancellation: money is never kept
+    (S.Cancelled, "PaymentFinalized"):                              _to(S.DiscardingPayment, "DiscardPayment"),
+    (S.Cancelled, "PaymentSettled"):                                _to(S.RefundingPayment, "RefundPayment"),
+    # Timeouts past the point of no return, or while compensating: send the command again
+    (S.Completing, "ProcessTimedOut"):                              _to(S.Completing, "CompleteOrder"),
+    (S.CancellingOrder, "ProcessTimedOut"):                         _to(S.CancellingOrder, "CancelOrder"),
+    (S.CancellingOrderWithPayment, "ProcessTimedOut"):              _to(S.CancellingOrderWithPayment, "CancelOrder"),
+    (S.DiscardingPayment, "ProcessTimedOut"):                       _to(S.DiscardingPayment, "DiscardPayment"),
+    (S.RefundingPayment, "ProcessTimedOut"):                        _to(S.RefundingPayment, "RefundPayment"),
+}
+# fmt: on
+
+NOTED: Final = frozenset({"PaymentSettled"})
+"""Triggers that, with no row in the current state, still update the record (a fact, no move)."""
+
+
+def trigger_of(message: Message) -> str:
+    """The trigger ``message`` stands for in ``TRANSITIONS``."""
+    if isinstance(message, CommandRejected):
+        return f"CommandRejected({message.command_type})"
+    return message.type

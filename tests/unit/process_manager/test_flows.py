@@ -1,0 +1,422 @@
+"""The flows of the issue, told as given/when/then, with the data the commands carry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from aggregates.messages import (
+    CancelOrder,
+    CommandRejected,
+    DiscardPayment,
+    Envelope,
+    InitOrder,
+    PaymentSettled,
+    ProcessTimedOut,
+    RecordOrderPayment,
+    RefundPayment,
+    RequestPayment,
+    SendPackage,
+    deterministic_id,
+)
+from process_manager import Process, State, handle, resume
+from process_manager.process import MAX_APPLIED_IDS
+from tests.unit.process_manager.scenario import (
+    CLIENT,
+    HAPPY,
+    ITEMS,
+    LATER,
+    ORDER,
+    T0,
+    TIMEOUTS,
+    TOTAL,
+    envelope,
+    given,
+    when,
+)
+
+
+def commands_of(*triggers: str) -> list[str]:
+    """The command types each history entry of ``given(*triggers)`` sent, flattened."""
+    return [c.type for entry in given(*triggers).history for c in entry.commands]
+
+
+# Happy path
+
+
+def test_a_finalized_cart_initializes_the_order_with_the_carts_content() -> None:
+    outcome = when(None, "CartFinalized")
+
+    assert outcome.process is not None and outcome.process.state == State.AwaitingOrder
+    assert [c.data for c in outcome.commands] == [
+        InitOrder(order_id=ORDER, client_id=CLIENT, product_items=ITEMS, total_price=TOTAL)
+    ]
+
+
+def test_an_initialized_order_requests_the_carts_total_with_its_payment_method() -> None:
+    outcome = when(given("CartFinalized", method="card_settles_immediately"), "OrderInitialized")
+
+    [command] = outcome.commands
+    assert command.data == RequestPayment(
+        payment_id=deterministic_id("when", "payment_id"),
+        order_id=ORDER,
+        amount=TOTAL,
+        payment_method="card_settles_immediately",
+    )
+    assert outcome.process is not None
+    assert outcome.process.payment_id == deterministic_id("when", "payment_id")
+
+
+def test_a_finalized_payment_is_recorded_on_the_order_then_the_package_is_sent() -> None:
+    process = given(*HAPPY[:3])
+    assert process.payment_id is not None
+    [record] = process.owed
+    assert record.data == RecordOrderPayment(
+        order_id=ORDER, payment_id=process.payment_id, finalized_at=T0 + timedelta(seconds=2)
+    )
+
+    outcome = when(process, "OrderPaymentRecorded")
+
+    assert [c.data for c in outcome.commands] == [SendPackage(order_id=ORDER, product_items=ITEMS)]
+
+
+def test_the_happy_path_completes_the_order() -> None:
+    process = given(*HAPPY)
+
+    assert process.state == State.Completed
+    assert process.deadline is None
+    assert commands_of(*HAPPY) == [
+        "InitOrder",
+        "RequestPayment",
+        "RecordOrderPayment",
+        "SendPackage",
+        "CompleteOrder",
+    ]
+    assert [(e.from_state, e.to_state) for e in process.history] == [
+        (None, State.AwaitingOrder),
+        (State.AwaitingOrder, State.AwaitingPayment),
+        (State.AwaitingPayment, State.RecordingPayment),
+        (State.RecordingPayment, State.AwaitingShipment),
+        (State.AwaitingShipment, State.Completing),
+        (State.Completing, State.Completed),
+    ]
+
+
+def test_a_settlement_after_completion_is_noted_without_a_move() -> None:
+    outcome = when(given(*HAPPY), "PaymentSettled")
+
+    assert outcome.kind == "applied"
+    assert outcome.commands == ()
+    assert outcome.process is not None
+    assert outcome.process.state == State.Completed
+    assert outcome.process.payment_settled
+    assert outcome.process.history[-1].from_state == State.Completed
+
+
+def test_a_settlement_while_shipping_is_noted_and_keeps_the_deadline() -> None:
+    process = given(*HAPPY[:4])
+
+    outcome = when(process, "PaymentSettled")
+
+    assert outcome.process is not None
+    assert outcome.process.state == State.AwaitingShipment
+    assert outcome.process.deadline == process.deadline
+    assert outcome.process.owed == process.owed
+
+
+# Payment failed
+
+
+def test_a_declined_payment_cancels_the_order_and_needs_no_compensation() -> None:
+    process = given("CartFinalized", "OrderInitialized", "PaymentFailed", "OrderCancelled")
+
+    assert process.state == State.Cancelled
+    assert process.cancellation_reason == "PaymentFailed"
+    assert commands_of("CartFinalized", "OrderInitialized", "PaymentFailed", "OrderCancelled") == [
+        "InitOrder",
+        "RequestPayment",
+        "CancelOrder",
+    ]
+
+
+# Out of stock
+
+
+def test_out_of_stock_after_payment_cancels_the_order_then_discards_the_payment() -> None:
+    process = given(*HAPPY[:4], "ProductWasOutOfStock")
+    [cancel] = process.owed
+    assert cancel.data == CancelOrder(order_id=ORDER, reason="ProductWasOutOfStock")
+
+    outcome = when(process, "OrderCancelled")
+
+    assert outcome.process is not None and process.payment_id is not None
+    assert outcome.process.state == State.DiscardingPayment
+    assert [c.data for c in outcome.commands] == [
+        DiscardPayment(payment_id=process.payment_id, order_id=ORDER, reason="ProductWasOutOfStock")
+    ]
+    discarded = when(outcome.process, "PaymentDiscarded", message_id="discarded")
+    assert discarded.process is not None and discarded.process.state == State.Cancelled
+
+
+def test_out_of_stock_after_settlement_refunds_the_payment() -> None:
+    triggers = (*HAPPY[:4], "PaymentSettled", "ProductWasOutOfStock", "OrderCancelled")
+    process = given(*triggers, "PaymentDiscardRejected")
+    assert process.payment_settled
+    assert process.state == State.RefundingPayment
+    assert [c.data for c in process.owed] == [
+        RefundPayment(payment_id=process.payment_id, order_id=ORDER, reason="ProductWasOutOfStock")
+    ]
+
+    assert given(*triggers, "PaymentDiscardRejected", "PaymentRefunded").state == State.Cancelled
+
+
+# Timeouts
+
+
+def test_an_unanswered_payment_times_out_then_cancels_the_order_and_discards_the_payment() -> None:
+    process = given("CartFinalized", "OrderInitialized", "ProcessTimedOut")
+
+    assert process.state == State.CancellingOrderWithPayment
+    assert process.cancellation_reason == "TimedOut"
+    assert [c.data for c in process.owed] == [CancelOrder(order_id=ORDER, reason="TimedOut")]
+    after = given("CartFinalized", "OrderInitialized", "ProcessTimedOut", "OrderCancelled")
+    assert [c.type for c in after.owed] == ["DiscardPayment"]
+
+
+def test_a_timeout_before_its_deadline_does_nothing() -> None:
+    process = given(*HAPPY[:2])
+    assert process.deadline is not None
+    early = Envelope.wrap(
+        ProcessTimedOut(order_id=ORDER, deadline=process.deadline),
+        message_id="early",
+        occurred_at=process.deadline - timedelta(microseconds=1),
+        correlation_id=ORDER,
+        causation_id=None,
+    )
+
+    outcome = handle(process, early, timeouts=TIMEOUTS)
+
+    assert outcome.kind == "ignored"
+    assert outcome.process == process
+
+
+def test_a_timeout_for_an_older_deadline_does_nothing() -> None:
+    process = given(*HAPPY[:2])
+    old = Envelope.wrap(
+        ProcessTimedOut(order_id=ORDER, deadline=T0),
+        message_id="old-timeout",
+        occurred_at=T0 + timedelta(hours=1),
+        correlation_id=ORDER,
+        causation_id=None,
+    )
+
+    outcome = handle(process, old, timeouts=TIMEOUTS)
+
+    assert outcome.kind == "ignored"
+    assert "stale" in outcome.reason
+
+
+def test_deadlines_follow_the_configured_timeouts() -> None:
+    cause = envelope(None, "CartFinalized", message_id="c", at=T0)
+    timeouts = {State.AwaitingOrder: timedelta(seconds=5)}
+
+    outcome = handle(None, cause, timeouts=timeouts)
+
+    assert outcome.process is not None
+    assert outcome.process.deadline == T0 + timedelta(seconds=5)
+
+
+def test_a_timeout_while_compensating_sends_the_command_again_under_a_new_id() -> None:
+    process = given(*HAPPY[:3], "CancelProcess", "OrderCancelled")
+    [first] = process.owed
+
+    outcome = when(process, "ProcessTimedOut", message_id="timeout")
+
+    assert outcome.process is not None
+    assert outcome.process.state == State.DiscardingPayment
+    [again] = outcome.commands
+    assert again.data == first.data
+    assert again.message_id == deterministic_id("timeout", "DiscardPayment") != first.message_id
+    assert outcome.process.deadline is not None and process.deadline is not None
+    assert outcome.process.deadline > process.deadline
+
+
+def test_a_timeout_after_the_process_ended_does_nothing() -> None:
+    done = given(*HAPPY)
+    timeout = Envelope.wrap(
+        ProcessTimedOut(order_id=ORDER, deadline=T0),
+        message_id="t",
+        occurred_at=LATER,
+        correlation_id=ORDER,
+        causation_id=None,
+    )
+
+    assert handle(done, timeout, timeouts=TIMEOUTS).kind == "ignored"
+
+
+# Operators
+
+
+def test_an_operator_cancels_a_paid_order_with_manual_cancellation() -> None:
+    process = given(*HAPPY[:3], "CancelProcess")
+
+    assert process.state == State.CancellingOrderWithPayment
+    assert [c.data for c in process.owed] == [
+        CancelOrder(order_id=ORDER, reason="ManualCancellation")
+    ]
+
+
+def test_an_operator_cancels_before_the_order_exists_and_no_payment_is_ever_requested() -> None:
+    process = given("CartFinalized", "CancelProcess")
+
+    late = when(process, "OrderInitialized")
+
+    assert late.kind == "ignored"
+    assert late.process == process
+    assert late.commands == ()
+
+
+def test_an_operator_cannot_cancel_once_the_package_is_sent() -> None:
+    outcome = when(given(*HAPPY[:5]), "CancelProcess")
+
+    assert outcome.kind == "ignored"
+
+
+def test_an_operator_cancel_while_already_cancelling_does_nothing() -> None:
+    assert when(given("CartFinalized", "CancelProcess"), "CancelProcess").kind == "ignored"
+
+
+# Rejections
+
+
+def test_a_cancel_rejected_because_the_order_never_existed_still_ends_cancelled() -> None:
+    process = given("CartFinalized", "CancelProcess", "CommandRejected(CancelOrder)")
+
+    assert process.state == State.Cancelled
+
+
+def test_a_rejected_cancel_of_a_paid_order_still_compensates_the_payment() -> None:
+    process = given(*HAPPY[:3], "CancelProcess", "CommandRejected(CancelOrder)")
+
+    assert [c.type for c in process.owed] == ["DiscardPayment"]
+
+
+def test_a_rejection_of_a_command_that_is_not_owed_is_ignored() -> None:
+    process = given("CartFinalized", "CancelProcess")
+    stale = Envelope.wrap(
+        CommandRejected(
+            command_type="CancelOrder", command_message_id="elsewhere", reason="no", order_id=ORDER
+        ),
+        message_id="r",
+        occurred_at=LATER,
+        correlation_id=ORDER,
+        causation_id=None,
+    )
+
+    assert handle(process, stale, timeouts=TIMEOUTS).kind == "ignored"
+
+
+def test_a_refused_refund_ends_the_compensation() -> None:
+    process = given(*HAPPY[:3], "CancelProcess", "OrderCancelled", "PaymentDiscardRejected")
+
+    refused = when(process, "CommandRejected(RefundPayment)")
+
+    assert refused.process is not None and refused.process.state == State.Cancelled
+
+
+# Late success after cancellation
+
+
+def test_a_late_payment_after_cancellation_is_discarded_never_kept() -> None:
+    cancelled = given(*HAPPY[:2], "ProcessTimedOut", "OrderCancelled", "PaymentDiscarded")
+    assert cancelled.state == State.Cancelled
+
+    outcome = when(cancelled, "PaymentFinalized")
+
+    assert outcome.process is not None
+    assert outcome.process.state == State.DiscardingPayment
+    assert [c.data for c in outcome.commands] == [
+        DiscardPayment(payment_id=cancelled.payment_id, order_id=ORDER, reason="TimedOut")
+    ]
+
+
+def test_a_late_settlement_after_cancellation_is_refunded() -> None:
+    cancelled = given(*HAPPY[:3], "CancelProcess", "OrderCancelled", "PaymentDiscarded")
+
+    outcome = when(cancelled, "PaymentSettled")
+
+    assert [c.type for c in outcome.commands] == ["RefundPayment"]
+
+
+def test_a_late_payment_for_a_cancelled_process_that_never_asked_for_one_is_ignored() -> None:
+    cancelled = given("CartFinalized", "CancelProcess", "OrderCancelled")
+
+    assert when(cancelled, "PaymentFinalized").kind == "ignored"
+
+
+def test_payment_events_of_another_payment_are_ignored() -> None:
+    process = given(*HAPPY[:2])
+    other = Envelope.wrap(
+        PaymentSettled(payment_id="someone-else", order_id=ORDER),
+        message_id="x",
+        occurred_at=LATER,
+        correlation_id=ORDER,
+        causation_id=None,
+    )
+
+    assert handle(process, other, timeouts=TIMEOUTS).kind == "ignored"
+
+
+def test_messages_before_the_cart_is_finalized_are_ignored() -> None:
+    outcome = when(None, "OrderCompleted")
+
+    assert outcome.kind == "ignored"
+    assert outcome.process is None
+
+
+def test_a_second_finalized_cart_for_the_same_order_is_ignored() -> None:
+    assert when(given("CartFinalized"), "CartFinalized", message_id="again").kind == "ignored"
+
+
+# Crash recovery
+
+
+def test_a_duplicate_resends_the_commands_owed_now_with_their_first_ids() -> None:
+    process = given(*HAPPY[:3])
+    owed = process.owed
+
+    # given-0 (the CartFinalized) arrives again, long after its own InitOrder was answered
+    again = handle(
+        process, envelope(None, "CartFinalized", message_id="given-0", at=LATER), timeouts=TIMEOUTS
+    )
+
+    assert again.kind == "duplicate"
+    assert again.commands == owed == tuple(resume(process))
+
+
+def test_resume_owes_nothing_once_the_process_has_ended() -> None:
+    assert resume(given(*HAPPY)) == []
+
+
+def test_applied_message_ids_are_bounded_but_recent_ones_still_deduplicate() -> None:
+    process = given(*HAPPY[:4])
+    for n in range(MAX_APPLIED_IDS + 5):
+        settled = Envelope.wrap(
+            PaymentSettled(payment_id=process.payment_id or "", order_id=ORDER),
+            message_id=f"s{n}",
+            occurred_at=LATER,
+            correlation_id=ORDER,
+            causation_id=None,
+        )
+        process = process.model_copy(update={"payment_settled": False})
+        outcome = handle(process, settled, timeouts=TIMEOUTS)
+        assert outcome.process is not None
+        process = outcome.process
+
+    assert len(process.applied) == MAX_APPLIED_IDS
+    assert process.applied[-1] == f"s{MAX_APPLIED_IDS + 4}"
+
+
+def test_a_process_survives_a_round_trip_through_json() -> None:
+    process = given(*HAPPY[:3], "CancelProcess")
+
+    assert Process.model_validate_json(process.model_dump_json()) == process
