@@ -5,24 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, get_args
+from typing import Any
 
 from aggregates import cart, order, payment
-from aggregates.messages import (
-    CartCommand,
-    CartEvent,
-    Envelope,
-    Message,
-    OrderCommand,
-    OrderEvent,
-    PaymentCommand,
-    PaymentEvent,
-    SettlePayment,
-)
-
-
-def _names(union: Any) -> frozenset[str]:
-    return frozenset(cls.__name__ for cls in get_args(get_args(union)[0]))
+from aggregates.messages import Envelope, Message, SettlePayment
+from streams.topics import ACCEPTED_TYPES
 
 
 @dataclass(frozen=True)
@@ -68,24 +55,24 @@ def modules(settlement_delay: timedelta) -> list[AggregateModule]:
     return [
         AggregateModule(
             name="carts",
-            command_types=_names(CartCommand),
-            event_types=_names(CartEvent),
+            command_types=ACCEPTED_TYPES["carts.commands"],
+            event_types=ACCEPTED_TYPES["carts.events"],
             initial_state=cart.initial_state,
             decide=lambda command, state: list(cart.decide(command.data, state)),  # type: ignore[arg-type]
             evolve=cart.evolve,
         ),
         AggregateModule(
             name="orders",
-            command_types=_names(OrderCommand),
-            event_types=_names(OrderEvent),
+            command_types=ACCEPTED_TYPES["orders.commands"],
+            event_types=ACCEPTED_TYPES["orders.events"],
             initial_state=order.initial_state,
             decide=lambda command, state: list(order.decide(command.data, state)),  # type: ignore[arg-type]
             evolve=order.evolve,
         ),
         AggregateModule(
             name="payments",
-            command_types=_names(PaymentCommand),
-            event_types=_names(PaymentEvent),
+            command_types=ACCEPTED_TYPES["payments.commands"],
+            event_types=ACCEPTED_TYPES["payments.events"],
             initial_state=payment.initial_state,
             decide=decide_payment,
             evolve=payment.evolve,

@@ -83,7 +83,7 @@ class AggregateProcessor:
         self._unloaded.clear()
         self._due.clear()
         producer = Producer(
-            self.settings.confluent_config(
+            self.settings.producer_config(
                 **{
                     "transactional.id": f"{self.group}-{self.settings.stable_worker_id()}",
                     "transaction.timeout.ms": 10000,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.settings import Settings
 
@@ -21,6 +22,32 @@ ROCKSDB_OPTIONS = {
     "block_cache_compressed_size": 0,
     "max_open_files": 256,
 }
+
+
+def _read_committed(create: Any) -> Any:
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        # aiokafka builds its fetcher from this attribute in start(), after construction.
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+    create_worker_consumer.read_committed = True  # type: ignore[attr-defined]
+    return create_worker_consumer
+
+
+def use_read_committed() -> None:
+    """Make Faust workers read only committed records.
+
+    The command handlers append events in Kafka transactions; an aborted transaction's events
+    must never reach the process manager. Faust reads read_committed only in its own
+    exactly_once mode, which we do not use (faust-streaming #177, #323), so its worker
+    consumer is wrapped here.
+    """
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    if not getattr(thread._create_worker_consumer, "read_committed", False):
+        thread._create_worker_consumer = _read_committed(  # type: ignore[method-assign]
+            thread._create_worker_consumer
+        )
 
 
 def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) -> faust.App:
@@ -43,10 +70,12 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
         "value_serializer": "raw",
         "web_bind": settings.web_bind,
         "web_port": settings.web_port,
+        "canonical_url": settings.canonical_url(),
         "web_enabled": True,
         "producer_acks": -1,
         "consumer_auto_offset_reset": "earliest",
         "stream_wait_empty": False,
     }
     options.update(overrides)
+    use_read_committed()
     return faust.App(app_id or settings.app_id, **options)

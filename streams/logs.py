@@ -1,4 +1,8 @@
-"""structlog, configured once: JSON lines for machines or console output for people (LOG_FORMAT)."""
+"""structlog, configured once: JSON lines for machines or console output for people (LOG_FORMAT).
+
+structlog renders its own lines and writes them straight to stderr, so a Faust worker's own
+logging set-up (which takes over the standard library's root logger) cannot re-wrap them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ _configured = False
 
 
 def configure_logging(log_format: str = "console", level: str = "INFO") -> None:
-    """Route structlog and the standard library (Faust, aiokafka) through one renderer."""
     global _configured
     if _configured:
         return
@@ -21,33 +24,23 @@ def configure_logging(log_format: str = "console", level: str = "INFO") -> None:
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
-    shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks
+            if log_format == "json"
+            else structlog.dev.set_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                renderer,
-            ],
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level.upper(), stream=sys.stderr)
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)  # type: ignore[no-any-return]
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    return structlog.get_logger(logger_name=name)  # type: ignore[no-any-return]

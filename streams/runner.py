@@ -1,6 +1,6 @@
-"""Runs the module services (the command handlers of carts, orders and payments) in threads.
+"""Runs the module services (the command handlers and the shipment outbox relay) in threads.
 
-    python -m streams.runner [--only carts,orders,payments]
+    python -m streams.runner [--only carts,orders,payments,shipments,outbox]
 
 The same components run inside every Faust worker (see streams/worker.py); this entry point
 runs them on their own, for tests and for operators who scale modules separately.
@@ -18,7 +18,10 @@ from typing import Protocol
 from streams.aggregate_modules import modules
 from streams.aggregate_processor import AggregateProcessor
 from streams.logs import configure_logging, get_logger
+from streams.postgres.migrate import migrate
 from streams.settings import Settings, get_settings
+from streams.shipment.handler import ShipmentHandler
+from streams.shipment.outbox import OutboxRelay
 
 log = get_logger(__name__)
 
@@ -34,11 +37,20 @@ class Component(Protocol):
 def module_components(
     settings: Settings, only: Sequence[str] | None = None
 ) -> dict[str, Component]:
+    """The command handlers of every module (or of those named in ``only``).
+
+    The shipment module's schema is migrated first, so its handler finds its tables.
+    """
     delay = timedelta(seconds=settings.payment_settlement_delay_s)
     found: dict[str, Component] = {
         module.name: AggregateProcessor(module, settings) for module in modules(delay)
     }
-    return {name: c for name, c in found.items() if not only or name in only}
+    found["shipments"] = ShipmentHandler(settings)
+    found["outbox"] = OutboxRelay(settings)
+    selected = {name: c for name, c in found.items() if not only or name in only}
+    if "shipments" in selected or "outbox" in selected:
+        migrate(settings.database_url)
+    return selected
 
 
 def start(components: dict[str, Component], stop: threading.Event) -> list[threading.Thread]:

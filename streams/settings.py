@@ -32,11 +32,15 @@ class Settings(BaseSettings):
     data_dir: str = ".data"
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
+    # How other workers reach this one (table_route proxies there); defaults to the bind address.
+    web_host: str | None = None
     operator_token: str | None = None
 
-    # Process timeouts in seconds: a default, and PROCESS_TIMEOUTS='{"State": s}' per state.
-    timeout_default_s: float = 60.0
+    # Process timeouts in seconds per state, over the process manager's defaults:
+    # PROCESS_TIMEOUTS='{"AwaitingPayment": 30}'. PROCESS_TIMEOUT_ALL_S sets every state.
     process_timeouts: dict[str, float] = Field(default_factory=dict)
+    process_timeout_all_s: float | None = None
+    timeout_check_interval_s: float = 0.5
     payment_settlement_delay_s: float = 5.0
 
     log_format: str = Field(default="console", pattern="^(json|console)$")
@@ -54,12 +58,18 @@ class Settings(BaseSettings):
     def stable_worker_id(self) -> str:
         return self.worker_id or f"{socket.gethostname()}-{self.web_port}"
 
+    def canonical_url(self) -> str:
+        host = self.web_host or (self.web_bind if self.web_bind != "0.0.0.0" else socket.getfqdn())
+        return f"http://{host}:{self.web_port}"
+
     def topic(self, name: str) -> str:
         """The full name of a contract topic, with the configured prefix."""
         return f"{self.topic_prefix}{name}"
 
-    def process_timeout(self, state: str) -> timedelta:
-        return timedelta(seconds=self.process_timeouts.get(state, self.timeout_default_s))
+    def timeout_overrides(self, states: list[str]) -> dict[str, timedelta]:
+        """The configured timeout of each state in ``states`` that has one."""
+        seconds = dict.fromkeys(states, self.process_timeout_all_s) | self.process_timeouts
+        return {state: timedelta(seconds=s) for state, s in seconds.items() if s is not None}
 
     def confluent_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka configuration for confluent-kafka clients."""
@@ -78,6 +88,12 @@ class Settings(BaseSettings):
         config.update({k: v for k, v in optional.items() if v is not None})
         config.update(extra)
         return config
+
+    def producer_config(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka configuration for confluent-kafka producers."""
+        # The Java clients' and aiokafka's (Faust's) partitioner: librdkafka's default (CRC32)
+        # would put an order's messages on other partitions than Faust does.
+        return self.confluent_config(**{"partitioner": "murmur2_random", **extra})
 
     def faust_credentials(self) -> Any:
         """faust.auth credentials matching the security settings, or None for PLAINTEXT."""

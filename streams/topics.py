@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, get_args
+
+from aggregates import messages as m
 
 EVENT_TOPICS = ("carts.events", "orders.events", "payments.events", "shipments.events")
 COMMAND_TOPICS = (
@@ -32,3 +35,30 @@ def contract_topics() -> list[TopicSpec]:
         *(TopicSpec(name, week) for name in COMMAND_TOPICS),
         TopicSpec(DEAD_LETTERS, {**forever, "max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}),
     ]
+
+
+def _names(union: Any) -> frozenset[str]:
+    members = get_args(get_args(union)[0]) if get_args(union) else (union,)
+    return frozenset(cls.__name__ for cls in members)
+
+
+ACCEPTED_TYPES: dict[str, frozenset[str]] = {
+    "carts.commands": _names(m.CartCommand),
+    "carts.events": _names(m.CartEvent),
+    "orders.commands": _names(m.OrderCommand),
+    "orders.events": _names(m.OrderEvent),
+    "payments.commands": _names(m.PaymentCommand),
+    "payments.events": _names(m.PaymentEvent),
+    "shipments.commands": _names(m.ShipmentCommand),
+    "shipments.events": _names(m.ShipmentEvent),
+    "processes.commands": _names(m.ProcessCommand),
+}
+"""The message types each contract topic carries; anything else is a dead letter there."""
+
+COMMAND_TOPIC: dict[str, str] = {
+    message_type: topic
+    for topic, types in ACCEPTED_TYPES.items()
+    if topic.endswith(".commands")
+    for message_type in types
+}
+"""The commands topic of each command type."""

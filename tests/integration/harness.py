@@ -38,7 +38,7 @@ def create_topics(settings: Settings, *names: str) -> None:
 
 
 def produce(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer(settings.confluent_config(**{"enable.idempotence": True}))
+    producer = Producer(settings.producer_config(**{"enable.idempotence": True}))
     for key, value in messages:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0, "messages were not delivered"

@@ -1,0 +1,43 @@
+"""The deadlines of the processes this worker owns, as a heap the timeout timer pops.
+
+The process table is the source of truth (deadlines survive restarts there); this index only
+spares the timer a scan of every process on every tick. It is rebuilt from the table whenever
+the set of actively owned partitions changes, and entries are re-checked against the table.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class DeadlineIndex:
+    heap: list[tuple[datetime, bytes]] = field(default_factory=list)
+    owned: frozenset[int] | None = None
+    announced: set[tuple[bytes, datetime]] = field(default_factory=set)
+
+    def needs_rebuild(self, owned: frozenset[int]) -> bool:
+        return owned != self.owned
+
+    def rebuild(self, owned: frozenset[int], entries: Iterable[tuple[bytes, datetime]]) -> None:
+        self.heap = [(deadline, key) for key, deadline in entries]
+        heapq.heapify(self.heap)
+        self.owned = owned
+        self.announced.clear()
+
+    def push(self, key: bytes, deadline: datetime | None) -> None:
+        if deadline is not None:
+            heapq.heappush(self.heap, (deadline, key))
+
+    def due(self, now: datetime) -> list[tuple[bytes, datetime]]:
+        """Keys whose deadline passed and that were not announced yet, in deadline order."""
+        found = []
+        while self.heap and self.heap[0][0] <= now:
+            deadline, key = heapq.heappop(self.heap)
+            if (key, deadline) not in self.announced:
+                self.announced.add((key, deadline))
+                found.append((key, deadline))
+        return found

@@ -1,0 +1,1 @@
+"""PostgreSQL at the edge: connections and the plain-SQL schema migrations."""

@@ -1,0 +1,3 @@
+from streams.shipment.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,341 @@
+"""The shipment command handler: ``shipments.commands`` in, Postgres and the outbox out.
+
+Batching: the consumer takes up to ``batch_size`` records; each command runs in its own short
+Postgres transaction (inbox, stock, package, outbox together), so stock rows stay locked only
+for one command and one bad command never undoes the others. Dead letters of the batch are
+flushed, and then the offsets of the whole batch are committed. A crash before that commit
+redelivers the batch, and the inbox turns every redelivered command into a no-op.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Message as KafkaMessage
+
+from aggregates.messages import (
+    CommandRejected,
+    Envelope,
+    Message,
+    PackageWasSent,
+    ProductWasOutOfStock,
+    SendPackage,
+    deterministic_id,
+)
+from streams.codec import DeadLetter, DecodeError, decode
+from streams.logs import get_logger
+from streams.postgres.db import Connection, connect
+from streams.settings import Settings
+from streams.shipment import store
+from streams.shipment.faults import HANDLER_CRASH_BEFORE_OFFSET_COMMIT, crash_point
+from streams.shipment.reservation import OutOfStock, Reserved, reserve
+
+log = get_logger(__name__)
+
+ACCEPTED = frozenset({"SendPackage"})
+
+Result = Literal["sent", "out_of_stock", "rejected", "duplicate", "dead_letter"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed Kafka record, detached from confluent-kafka (so tests can build one)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @classmethod
+    def of(cls, message: KafkaMessage) -> Record:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        key, value = message.key(), message.value()
+        return cls(
+            topic,
+            partition,
+            offset,
+            key.encode() if isinstance(key, str) else key,
+            value.encode() if isinstance(value, str) else value,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one record did; ``event`` is the envelope written to the outbox, if any."""
+
+    record: Record
+    result: Result
+    event: Envelope | None = None
+    reason: str | None = None
+
+
+class ShipmentHandler:
+    """Consumes ``shipments.commands`` and applies each ``SendPackage`` once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        batch_size: int = 200,
+        poll_timeout: float = 0.5,
+        retry_backoff: float = 1.0,
+        session_timeout_ms: int = 10_000,
+    ) -> None:
+        self.settings = settings
+        self.session_timeout_ms = session_timeout_ms
+        self.batch_size = batch_size
+        self.poll_timeout = poll_timeout
+        self.retry_backoff = retry_backoff
+        self.commands_topic = settings.topic("shipments.commands")
+        self.events_topic = settings.topic("shipments.events")
+        self.dead_letters_topic = settings.topic("dead-letters")
+        self._conn: Connection | None = None
+        self._producer: Producer | None = None
+        self._delivery_errors: list[KafkaError] = []
+        self.ready = threading.Event()
+
+    # Kafka loop
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume, process and commit batch after batch until ``stop`` is set."""
+        consumer = Consumer(
+            self.settings.confluent_config(
+                **{
+                    "group.id": f"{self.settings.app_id}-shipments",
+                    # Static membership: a restarted worker takes its partitions back at once.
+                    "group.instance.id": (
+                        f"{self.settings.app_id}-shipments-{self.settings.stable_worker_id()}"
+                    ),
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                    "auto.offset.reset": "earliest",
+                    # A crashed worker's partitions move to the others after this long.
+                    "session.timeout.ms": self.session_timeout_ms,
+                }
+            )
+        )
+        consumer.subscribe(
+            [self.commands_topic],
+            on_assign=lambda _, partitions: log.info(
+                "partitions assigned", partitions=[p.partition for p in partitions]
+            ),
+            on_revoke=lambda _, partitions: log.info(
+                "partitions revoked", partitions=[p.partition for p in partitions]
+            ),
+        )
+        log.info("shipment handler started", topic=self.commands_topic)
+        try:
+            while not stop.is_set():
+                records = self._poll(consumer)
+                self.ready.set()
+                if not records:
+                    continue
+                try:
+                    self.process_batch(records)
+                except Exception:
+                    log.exception("batch failed; it will be retried", records=len(records))
+                    self._reset()
+                    _rewind(consumer, records)
+                    stop.wait(self.retry_backoff)
+                    continue
+                crash_point(HANDLER_CRASH_BEFORE_OFFSET_COMMIT)
+                _commit(consumer, records)
+        finally:
+            consumer.close()
+            self.close()
+            log.info("shipment handler stopped")
+
+    def _poll(self, consumer: Consumer) -> list[Record]:
+        records = []
+        for message in consumer.consume(self.batch_size, timeout=self.poll_timeout):
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", error=str(error))
+                continue
+            records.append(Record.of(message))
+        return records
+
+    # One batch
+
+    def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
+        """Apply every record, each in its own transaction; dead letters are flushed on return.
+
+        Raises when the database or the dead-letter topic fails: then nothing may be
+        committed, and the batch is processed again (the inbox makes that harmless).
+        """
+        outcomes = [self._process(record) for record in records]
+        if any(outcome.result == "dead_letter" for outcome in outcomes):
+            self._flush_dead_letters()
+        return outcomes
+
+    def _process(self, record: Record) -> Outcome:
+        try:
+            envelope = decode(record.key, record.value, ACCEPTED)
+        except DecodeError as error:
+            self._dead_letter(record, error.reason)
+            return Outcome(record, "dead_letter", reason=error.reason)
+        assert isinstance(envelope.data, SendPackage)
+        outcome = self.send_package(envelope, record)
+        log.info(
+            "shipment command processed",
+            result=outcome.result,
+            order_id=envelope.data.order_id,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.message_id,
+            event_id=outcome.event.message_id if outcome.event else None,
+        )
+        return outcome
+
+    def send_package(self, command: Envelope, record: Record) -> Outcome:
+        """One transaction: gather (inbox, locked stock), decide (reserve), apply (outbox)."""
+        assert isinstance(command.data, SendPackage)
+        data = command.data
+        conn = self._connection()
+        with conn.transaction():
+            if not store.remember(conn, command.message_id):
+                return Outcome(record, "duplicate")
+            existing = store.package_of(conn, data.order_id)
+            if existing is not None:
+                reason = f"order {data.order_id} already has package {existing}"
+                return self._reject(conn, command, record, reason)
+            stock = store.lock_stock(conn, (item.product_id for item in data.product_items))
+            match reserve(data.product_items, stock):
+                case Reserved(quantities=quantities):
+                    package_id = deterministic_id(command.message_id, "package")
+                    if not store.add_package(conn, package_id, data.order_id, data.product_items):
+                        # Another command for this order committed a package meanwhile.
+                        reason = f"order {data.order_id} already has a package"
+                        return self._reject(conn, command, record, reason)
+                    store.take_stock(conn, quantities)
+                    sent = PackageWasSent(
+                        package_id=package_id,
+                        order_id=data.order_id,
+                        product_items=data.product_items,
+                    )
+                    return Outcome(record, "sent", self._emit(conn, command, sent))
+                case OutOfStock(product_id=product_id, requested=requested, available=available):
+                    short = ProductWasOutOfStock(
+                        order_id=data.order_id,
+                        product_id=product_id,
+                        requested=requested,
+                        available=available,
+                    )
+                    return Outcome(record, "out_of_stock", self._emit(conn, command, short))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reject(self, conn: Connection, command: Envelope, record: Record, reason: str) -> Outcome:
+        assert isinstance(command.data, SendPackage)
+        rejected = CommandRejected(
+            command_type=command.type,
+            command_message_id=command.message_id,
+            reason=reason,
+            order_id=command.data.order_id,
+        )
+        return Outcome(record, "rejected", self._emit(conn, command, rejected), reason)
+
+    def _emit(self, conn: Connection, command: Envelope, event: Message) -> Envelope:
+        """Write ``event`` to the outbox with ids derived from the command (replays match)."""
+        assert isinstance(command.data, SendPackage)
+        envelope = Envelope.wrap(
+            event,
+            message_id=deterministic_id(command.message_id, event.type),
+            occurred_at=command.occurred_at,
+            correlation_id=command.data.order_id,
+            causation_id=command.message_id,
+        )
+        store.append_to_outbox(conn, self.events_topic, envelope)
+        return envelope
+
+    # Dead letters
+
+    def _dead_letter(self, record: Record, reason: str) -> None:
+        letter = DeadLetter(
+            reason, record.topic, record.partition, record.offset, record.key, record.value
+        )
+        log.warning(
+            "dead letter",
+            reason=reason,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        self._dead_letter_producer().produce(
+            self.dead_letters_topic,
+            key=record.key,
+            value=letter.to_bytes(),
+            on_delivery=self._delivered,
+        )
+
+    def _delivered(self, error: KafkaError | None, _message: KafkaMessage) -> None:
+        if error is not None:
+            self._delivery_errors.append(error)
+
+    def _flush_dead_letters(self) -> None:
+        remaining = self._dead_letter_producer().flush(30)
+        errors, self._delivery_errors = self._delivery_errors, []
+        if remaining or errors:
+            raise RuntimeError(f"dead letters not delivered: {remaining} pending, errors {errors}")
+
+    def _dead_letter_producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(
+                self.settings.producer_config(
+                    **{"enable.idempotence": True, "acks": "all", "delivery.timeout.ms": 30000}
+                )
+            )
+        return self._producer
+
+    # Resources
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.settings.database_url)
+        return self._conn
+
+    def _reset(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        self._reset()
+        if self._producer is not None:
+            self._producer.flush(10)
+            self._producer = None
+
+
+def _next_offsets(records: Sequence[Record]) -> list[TopicPartition]:
+    """The offset to resume from, per partition: one past the last record of the batch."""
+    last: dict[tuple[str, int], int] = {}
+    for record in records:
+        where = (record.topic, record.partition)
+        last[where] = max(last.get(where, -1), record.offset)
+    return [TopicPartition(topic, p, offset + 1) for (topic, p), offset in last.items()]
+
+
+def _commit(consumer: Consumer, records: Sequence[Record]) -> None:
+    try:
+        consumer.commit(offsets=_next_offsets(records), asynchronous=False)
+    except KafkaException as error:
+        # A rebalance took the partitions away: their new owner redelivers, the inbox dedupes.
+        log.warning("offset commit failed", error=str(error))
+
+
+def _rewind(consumer: Consumer, records: Sequence[Record]) -> None:
+    """Seek back to the first record of the failed batch, per partition, to process it again."""
+    first: dict[tuple[str, int], int] = {}
+    for record in records:
+        where = (record.topic, record.partition)
+        first[where] = min(first.get(where, record.offset), record.offset)
+    for (topic, partition), offset in first.items():
+        try:
+            consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as error:
+            log.warning("rewind failed", topic=topic, partition=partition, error=str(error))

@@ -1,0 +1,169 @@
+"""The Faust worker: the order process manager, its timeout timer, and the module services.
+
+    faust -A streams.worker worker -l info
+
+One agent consumes the four events topics and `processes.commands` (co-partitioned by order
+id), keeps one record per order in the `processes` table (RocksDB), and sends the commands the
+pure state machine decides. Gather, decide, apply: nothing else happens in the agent.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import mode
+
+from aggregates.messages import Envelope, ProcessTimedOut, deterministic_id
+from process_manager import DEFAULT_TIMEOUTS, Process, State, handle
+from streams.app import create_app
+from streams.codec import DeadLetter, DecodeError, decode, encode
+from streams.deadlines import DeadlineIndex
+from streams.logs import configure_logging, get_logger
+from streams.runner import Component, module_components, start
+from streams.settings import get_settings
+from streams.topics import ACCEPTED_TYPES, COMMAND_TOPIC, DEAD_LETTERS, EVENT_TOPICS
+from streams.web import register_views
+
+settings = get_settings()
+configure_logging(settings.log_format, settings.log_level)
+log = get_logger("streams.worker")
+
+app = create_app(settings)
+
+INPUTS = {
+    settings.topic(name): ACCEPTED_TYPES[name] for name in (*EVENT_TOPICS, "processes.commands")
+}
+inputs = app.topic(*INPUTS, key_type=bytes, value_type=bytes)
+outputs = {
+    name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes)
+    for name in {*COMMAND_TOPIC.values(), DEAD_LETTERS}
+}
+# bytes keys and values: the changelog uses the raw serializer, like the input topics (#514).
+processes = app.Table(
+    "processes", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
+)
+TIMEOUTS = {
+    **DEFAULT_TIMEOUTS,
+    **{State(s): t for s, t in settings.timeout_overrides([s.value for s in State]).items()},
+}
+deadlines = DeadlineIndex()
+
+
+def load(raw: bytes | None) -> Process | None:
+    return None if raw is None else Process.model_validate_json(raw)
+
+
+@app.agent(inputs, concurrency=1)  # concurrency 1: higher can commit past in-flight events (#606)
+async def process_orders(stream: Any) -> None:
+    async for event in stream.events():
+        await on_message(event)
+
+
+async def on_message(event: Any) -> None:
+    record = event.message
+    try:
+        envelope = decode(event.key, event.value, INPUTS[record.topic])
+    except DecodeError as error:
+        await dead_letter(record, event.key, event.value, error.reason)
+        return
+    await apply(event.key, envelope)
+
+
+async def apply(key: bytes, envelope: Envelope) -> None:
+    bound = log.bind(
+        order_id=key.decode(),
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.causation_id,
+        message_id=envelope.message_id,
+        message_type=envelope.type,
+    )
+    current = load(processes.get(key))
+    outcome = handle(current, envelope, timeouts=TIMEOUTS)
+    if outcome.kind == "applied" and outcome.process is not None:
+        processes[key] = outcome.process.model_dump_json().encode()
+        deadlines.push(key, outcome.process.deadline)
+        bound.info(
+            "transition",
+            from_state=current.state if current else None,
+            to_state=outcome.process.state,
+            commands=[c.type for c in outcome.commands],
+        )
+    elif outcome.kind == "duplicate":
+        bound.info("duplicate message; owed commands re-sent", commands=len(outcome.commands))
+    else:
+        bound.info("message ignored", reason=outcome.reason)
+    for command in outcome.commands:
+        await outputs[COMMAND_TOPIC[command.type]].send(key=key, value=encode(command))
+
+
+async def dead_letter(record: Any, key: bytes | None, value: bytes | None, reason: str) -> None:
+    log.warning(
+        "dead letter",
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        reason=reason,
+    )
+    letter = DeadLetter(reason, record.topic, record.partition, record.offset, key, value)
+    await outputs[DEAD_LETTERS].send(key=key, value=letter.to_bytes())
+
+
+@app.timer(interval=settings.timeout_check_interval_s)  # type: ignore[untyped-decorator]
+async def check_deadlines() -> None:
+    """Announce passed deadlines to the owning partition; the agent re-checks and acts.
+
+    A timer must not write the table, so it sends `ProcessTimedOut` to `processes.commands`,
+    keyed by order id, which lands on the partition of the agent that owns the process.
+    """
+    if app.rebalancing or not app.tables.actives_ready:
+        return
+    owned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic in INPUTS)
+    if deadlines.needs_rebuild(owned):
+        # With RocksDB, items() covers only the actively assigned partitions.
+        deadlines.rebuild(owned, _stored_deadlines())
+    now = datetime.now(UTC)
+    for key, deadline in deadlines.due(now):
+        process = load(processes.get(key))
+        if process is None or process.deadline != deadline:
+            continue
+        timed_out = Envelope.wrap(
+            ProcessTimedOut(order_id=process.order_id, deadline=deadline),
+            message_id=deterministic_id(f"{process.order_id}:{deadline.isoformat()}", "timeout"),
+            occurred_at=now,
+            correlation_id=process.order_id,
+            causation_id=None,
+        )
+        await outputs["processes.commands"].send(key=key, value=encode(timed_out))
+        log.info(
+            "deadline passed", order_id=process.order_id, state=process.state, deadline=deadline
+        )
+
+
+def _stored_deadlines() -> list[tuple[bytes, datetime]]:
+    found = []
+    for key, raw in processes.items():
+        process = load(raw)
+        if process is not None and process.deadline is not None:
+            found.append((key, process.deadline))
+    return found
+
+
+@app.service
+class ModuleServices(mode.Service):
+    """The modules' command handlers and the outbox relay, in threads of this worker."""
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._components: dict[str, Component] = {}
+
+    async def on_start(self) -> None:
+        self._components = module_components(settings)
+        start(self._components, self._stop)
+
+    async def on_stop(self) -> None:
+        self._stop.set()
+
+
+register_views(app, processes)

@@ -1,0 +1,588 @@
+"""The shipment module on the real broker and the real PostgreSQL.
+
+Each test gets its own topic prefix (and so its own topics, consumer group and outbox rows)
+and its own SKUs and order ids; the database is shared and migrated once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Message as KafkaMessage
+
+from aggregates.messages import (
+    CommandRejected,
+    Envelope,
+    PackageWasSent,
+    ProductItem,
+    ProductWasOutOfStock,
+    SendPackage,
+    deterministic_id,
+    to_wire,
+)
+from streams.codec import DeadLetter, decode, encode
+from streams.postgres.migrate import migrate
+from streams.settings import Settings
+from streams.shipment import store
+from streams.shipment.cli import main as cli
+from streams.shipment.handler import Outcome, Record, ShipmentHandler
+from streams.shipment.outbox import OutboxRelay
+from tests.integration.harness import REPO, create_topics, read_all, unique
+
+pytestmark = pytest.mark.integration
+
+OCCURRED_AT = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
+EVENT_TYPES = frozenset({"PackageWasSent", "ProductWasOutOfStock", "CommandRejected"})
+
+
+@dataclass
+class Shipments:
+    """One test's world: its settings (unique topics and group) and a name tag for its rows."""
+
+    settings: Settings
+    tag: str
+
+    def sku(self, name: str) -> str:
+        return f"{self.tag}-{name}"
+
+    def order(self, name: str) -> str:
+        return f"{self.tag}-{name}"
+
+    def topic(self, name: str) -> str:
+        return self.settings.topic(name)
+
+    def db(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.settings.database_url, autocommit=True)
+
+    def set_stock(self, **levels: int) -> None:
+        with self.db() as conn:
+            for name, quantity in levels.items():
+                store.set_stock(conn, self.sku(name), quantity)
+
+    def stock(self, *names: str) -> dict[str, int]:
+        with self.db() as conn:
+            levels = store.stock_levels(conn, [self.sku(n) for n in names])
+        return {name: levels.get(self.sku(name), 0) for name in names}
+
+    def outbox(self) -> list[tuple[str, bytes, bool]]:
+        """(message_id, value, published) of this test's outbox rows, in id order."""
+        with self.db() as conn:
+            rows = conn.execute(
+                "SELECT message_id, value, published_at IS NOT NULL FROM outbox"
+                " WHERE topic LIKE %s ORDER BY id",
+                (self.settings.topic_prefix + "%",),
+            ).fetchall()
+        return [(m, bytes(v), p) for m, v, p in rows]
+
+    def packages(self, order_id: str) -> list[tuple[str, Any]]:
+        with self.db() as conn:
+            rows = conn.execute(
+                "SELECT package_id, items FROM packages WHERE order_id = %s", (order_id,)
+            ).fetchall()
+        return [(p, items) for p, items in rows]
+
+    def command(self, order: str, items: dict[str, int]) -> Envelope:
+        """A SendPackage envelope for this test's ``order`` with ``items`` (sku name -> units)."""
+        order_id = self.order(order)
+        return Envelope.wrap(
+            SendPackage(
+                order_id=order_id,
+                product_items=tuple(
+                    ProductItem(product_id=self.sku(n), quantity=q, unit_price=Decimal("9.99"))
+                    for n, q in items.items()
+                ),
+            ),
+            message_id=unique("cmd"),
+            occurred_at=OCCURRED_AT,
+            correlation_id=order_id,
+            causation_id=None,
+        )
+
+    def record(self, command: Envelope, offset: int = 0) -> Record:
+        key = command.correlation_id.encode()
+        return Record(self.topic("shipments.commands"), 0, offset, key, encode(command))
+
+    def events(self, expected: int, timeout: float = 60.0) -> list[Envelope]:
+        records = read_all(self.settings, self.topic("shipments.events"), expected, timeout)
+        return [decode(key, value, EVENT_TYPES) for key, value in records]
+
+
+@pytest.fixture(scope="module")
+def migrated(settings: Settings) -> Settings:
+    migrate(settings.database_url)
+    return settings
+
+
+@pytest.fixture
+def shipments(migrated: Settings) -> Iterator[Shipments]:
+    tag = unique("ship")
+    settings = migrated.model_copy(update={"topic_prefix": f"{tag}.", "app_id": tag})
+    create_topics(
+        settings,
+        *(settings.topic(n) for n in ("shipments.commands", "shipments.events", "dead-letters")),
+    )
+    yield Shipments(settings, tag)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM outbox WHERE topic LIKE %s", (f"{tag}.%",))
+        conn.execute("DELETE FROM packages WHERE order_id LIKE %s", (f"{tag}-%",))
+        conn.execute("DELETE FROM inventory WHERE sku LIKE %s", (f"{tag}-%",))
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[None]:
+    """The handler and the relay, in threads of this process, until the block ends."""
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=ShipmentHandler(settings, poll_timeout=0.2).run, args=(stop,)),
+        threading.Thread(target=OutboxRelay(settings, idle_interval=0.05).run, args=(stop,)),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+
+
+def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]]) -> list[Any]:
+    """Produce in order and return each record's (partition, offset)."""
+    producer = Producer(settings.producer_config(**{"enable.idempotence": True}))
+    placed: list[Any] = [None] * len(records)
+
+    def delivered(i: int) -> Callable[[KafkaError | None, KafkaMessage], None]:
+        def report(error: KafkaError | None, message: KafkaMessage) -> None:
+            assert error is None, error
+            placed[i] = (message.partition(), message.offset())
+
+        return report
+
+    for i, (key, value) in enumerate(records):
+        producer.produce(topic, key=key, value=value, on_delivery=delivered(i))
+    assert producer.flush(30) == 0
+    return placed
+
+
+@dataclass
+class ShipmentProcess:
+    """``python -m streams.shipment run ...`` as a real subprocess."""
+
+    settings: Settings
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *args: str, fault: str | None = None) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "TOPIC_PREFIX": self.settings.topic_prefix,
+            "APP_ID": self.settings.app_id,
+            "DATABASE_URL": self.settings.database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+        }
+        env.pop("ORDERFLOW_FAULT", None)
+        if fault:
+            env["ORDERFLOW_FAULT"] = fault
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.shipment", "run", *args],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait(self, timeout: float = 60.0) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+    def tail(self) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[list[ShipmentProcess]]:
+    started: list[ShipmentProcess] = []
+    yield started
+    for process in started:
+        if process.process is not None and process.process.poll() is None:
+            process.process.kill()
+            process.process.wait()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+# Happy path
+
+
+def test_a_package_with_enough_stock_is_sent_and_the_stock_decremented(
+    shipments: Shipments, processes: list[ShipmentProcess], tmp_path: Path, capsys: Any
+) -> None:
+    # Given 5 units of a product, set with the CLI, and the module running as `run`
+    assert cli(["stock", "set", shipments.sku("mug"), "5"], shipments.settings) == 0
+    assert f"{shipments.sku('mug')}: 5" in capsys.readouterr().out
+    module = ShipmentProcess(shipments.settings, tmp_path / "run.log")
+    processes.append(module)
+    module.start()
+
+    # When a SendPackage for 2 of them arrives
+    command = shipments.command("order-1", {"mug": 2})
+    produce(
+        shipments.settings,
+        shipments.topic("shipments.commands"),
+        [(command.correlation_id.encode(), encode(command))],
+    )
+
+    # Then PackageWasSent is published, keyed by the order, with ids derived from the command
+    [event] = shipments.events(expected=1)
+    package_id = deterministic_id(command.message_id, "package")
+    assert event.data == PackageWasSent(
+        package_id=package_id,
+        order_id=shipments.order("order-1"),
+        product_items=command.data.product_items,  # type: ignore[union-attr]
+    )
+    assert event.message_id == deterministic_id(command.message_id, "PackageWasSent")
+    assert (event.correlation_id, event.causation_id) == (
+        command.correlation_id,
+        command.message_id,
+    )
+    assert event.occurred_at == command.occurred_at
+    # And the stock went down by 2, and the package is stored
+    assert shipments.stock("mug") == {"mug": 3}
+    assert [p for p, _ in shipments.packages(shipments.order("order-1"))] == [package_id]
+    eventually(lambda: all(published for *_, published in shipments.outbox()))
+    # And the module stops cleanly on SIGTERM
+    assert module.stop() == 0, module.tail()
+
+
+# All or nothing
+
+
+def test_out_of_stock_is_all_or_nothing(shipments: Shipments) -> None:
+    # Given plenty of cups but only 1 saucer
+    shipments.set_stock(cup=10, saucer=1)
+    command = shipments.command("order-1", {"cup": 2, "saucer": 3})
+
+    # When a package of 2 cups and 3 saucers is asked for
+    with running(shipments.settings):
+        produce(
+            shipments.settings,
+            shipments.topic("shipments.commands"),
+            [(command.correlation_id.encode(), encode(command))],
+        )
+        [event] = shipments.events(expected=1)
+
+    # Then ProductWasOutOfStock names the saucer with what was requested and available
+    assert event.data == ProductWasOutOfStock(
+        order_id=shipments.order("order-1"),
+        product_id=shipments.sku("saucer"),
+        requested=3,
+        available=1,
+    )
+    assert event.message_id == deterministic_id(command.message_id, "ProductWasOutOfStock")
+    # And neither product's stock changed, and no package exists
+    assert shipments.stock("cup", "saucer") == {"cup": 10, "saucer": 1}
+    assert shipments.packages(shipments.order("order-1")) == []
+
+
+def test_a_product_with_no_stock_row_is_out_of_stock_with_zero_available(
+    shipments: Shipments,
+) -> None:
+    # Given no stock row for the product
+    handler = ShipmentHandler(shipments.settings)
+    # When a package asks for it
+    [outcome] = handler.process_batch([shipments.record(shipments.command("o", {"ghost": 1}))])
+    handler.close()
+    # Then it is out of stock with 0 available, and still no stock row exists
+    assert outcome.event is not None
+    assert outcome.event.data == ProductWasOutOfStock(
+        order_id=shipments.order("o"), product_id=shipments.sku("ghost"), requested=1, available=0
+    )
+    with shipments.db() as conn:
+        assert store.stock_levels(conn, [shipments.sku("ghost")]) == {}
+
+
+# Idempotence
+
+
+def test_a_duplicated_send_package_changes_nothing_the_second_time(shipments: Shipments) -> None:
+    # Given 5 units and a handler
+    shipments.set_stock(lamp=5)
+    handler = ShipmentHandler(shipments.settings)
+    command = shipments.command("order-1", {"lamp": 2})
+
+    # When the same command arrives twice in one batch, and once more in a redelivered batch
+    first = handler.process_batch([shipments.record(command, 0), shipments.record(command, 1)])
+    again = handler.process_batch([shipments.record(command, 0)])
+    handler.close()
+
+    # Then only the first one did anything
+    assert [o.result for o in [*first, *again]] == ["sent", "duplicate", "duplicate"]
+    assert shipments.stock("lamp") == {"lamp": 3}
+    assert len(shipments.packages(shipments.order("order-1"))) == 1
+    assert [m for m, *_ in shipments.outbox()] == [
+        deterministic_id(command.message_id, "PackageWasSent")
+    ]
+
+
+def test_a_second_send_package_for_an_order_with_a_package_is_rejected(
+    shipments: Shipments,
+) -> None:
+    # Given an order whose package was sent
+    shipments.set_stock(lamp=5)
+    handler = ShipmentHandler(shipments.settings)
+    handler.process_batch([shipments.record(shipments.command("order-1", {"lamp": 2}))])
+
+    # When another SendPackage (a different message id) arrives for the same order
+    other = shipments.command("order-1", {"lamp": 1})
+    [outcome] = handler.process_batch([shipments.record(other, 1)])
+    handler.close()
+
+    # Then it is rejected and the stock is untouched by it
+    assert outcome.result == "rejected"
+    assert outcome.event is not None and isinstance(outcome.event.data, CommandRejected)
+    assert outcome.event.data.command_message_id == other.message_id
+    assert shipments.stock("lamp") == {"lamp": 3}
+    assert len(shipments.packages(shipments.order("order-1"))) == 1
+
+
+# Outbox relay crash
+
+
+def test_a_relay_killed_between_publish_and_mark_loses_nothing(
+    shipments: Shipments, processes: list[ShipmentProcess], tmp_path: Path
+) -> None:
+    # Given five events in the outbox, none published
+    shipments.set_stock(pen=100)
+    handler = ShipmentHandler(shipments.settings)
+    handler.process_batch(
+        [shipments.record(shipments.command(f"order-{i}", {"pen": 1}), i) for i in range(5)]
+    )
+    handler.close()
+    rows = shipments.outbox()
+    expected_ids = {m for m, *_ in rows}
+    assert len(expected_ids) == 5 and not any(published for *_, published in rows)
+
+    # When the relay publishes them and is killed before it marks them
+    relay = ShipmentProcess(shipments.settings, tmp_path / "relay.log")
+    processes.append(relay)
+    relay.start("--only", "relay", fault="relay_crash_after_publish")
+    assert relay.wait(60) == 137, relay.tail()
+
+    # Then the messages are on the topic, but the rows are still unpublished
+    assert {e.message_id for e in shipments.events(expected=5)} == expected_ids
+    assert not any(published for *_, published in shipments.outbox())
+
+    # When the relay restarts
+    relay.start("--only", "relay")
+    eventually(lambda: all(published for *_, published in shipments.outbox()))
+    assert relay.stop() == 0, relay.tail()
+
+    # Then every row is published and marked, and the topic holds each id at least once,
+    # every copy identical
+    records = read_all(shipments.settings, shipments.topic("shipments.events"), expected=10)
+    copies: dict[str, set[bytes]] = {}
+    for _key, value in records:
+        copies.setdefault(json.loads(value)["message_id"], set()).add(value)
+    assert set(copies) == expected_ids
+    assert all(len(values) == 1 for values in copies.values()), "duplicates must be identical"
+    assert {value for _, value, _ in shipments.outbox()} == {
+        value for values in copies.values() for value in values
+    }
+
+
+def test_a_handler_killed_before_its_offset_commit_changes_nothing_on_redelivery(
+    shipments: Shipments, processes: list[ShipmentProcess], tmp_path: Path
+) -> None:
+    # Given 5 units, and a handler that dies after its DB commit, before its offset commit
+    shipments.set_stock(vase=5)
+    handler = ShipmentProcess(shipments.settings, tmp_path / "handler.log")
+    processes.append(handler)
+    handler.start("--only", "handler", fault="handler_crash_before_offset_commit")
+    command = shipments.command("order-1", {"vase": 2})
+    topic = shipments.topic("shipments.commands")
+    [(partition, offset)] = produce(
+        shipments.settings, topic, [(command.correlation_id.encode(), encode(command))]
+    )
+    assert handler.wait(60) == 137, handler.tail()
+    assert shipments.stock("vase") == {"vase": 3}
+
+    # When the handler restarts and the command is delivered again
+    handler.start("--only", "handler")
+    eventually(lambda: committed(shipments.settings, topic, partition) == offset + 1, 60)
+    assert handler.stop() == 0, handler.tail()
+
+    # Then the redelivery was a duplicate: one package, stock taken once, one outbox row
+    assert "duplicate" in handler.tail()
+    assert shipments.stock("vase") == {"vase": 3}
+    assert len(shipments.packages(shipments.order("order-1"))) == 1
+    assert len(shipments.outbox()) == 1
+
+
+def committed(settings: Settings, topic: str, partition: int) -> int:
+    """The shipment handler group's committed offset of one partition (-1001: none yet)."""
+    consumer = Consumer(settings.confluent_config(**{"group.id": f"{settings.app_id}-shipments"}))
+    try:
+        [position] = consumer.committed([TopicPartition(topic, partition)], timeout=10)
+        return position.offset
+    finally:
+        consumer.close()
+
+
+# Dead letters
+
+
+def test_malformed_commands_go_to_dead_letters_and_the_next_valid_one_is_processed(
+    shipments: Shipments,
+) -> None:
+    # Given stock, and three malformed records followed by a valid command
+    shipments.set_stock(book=1)
+    valid = shipments.command("order-ok", {"book": 1})
+    order_key = valid.correlation_id.encode()
+    unknown = {**to_wire(valid), "type": "ShipEverything", "message_id": unique("cmd")}
+    wrong_key = shipments.command("order-elsewhere", {"book": 1})
+    malformed: list[tuple[bytes | None, bytes]] = [
+        (order_key, b"{not json"),
+        (order_key, json.dumps(unknown).encode()),
+        (b"someone-else", encode(wrong_key)),
+    ]
+    commands = shipments.topic("shipments.commands")
+
+    # When they arrive at the running handler
+    with running(shipments.settings):
+        placed = produce(shipments.settings, commands, [*malformed, (order_key, encode(valid))])
+        letters = read_all(shipments.settings, shipments.topic("dead-letters"), expected=3)
+        [event] = shipments.events(expected=1)
+
+    # Then each malformed record is a dead letter with its reason, source and original key
+    by_offset = {
+        (r["source"]["partition"], r["source"]["offset"]): (key, r)
+        for key, r in ((key, DeadLetter.from_bytes(value)) for key, value in letters)
+    }
+    assert set(by_offset) == set(placed[:3])
+    reasons = []
+    for (key, _value), where in zip(malformed, placed[:3], strict=True):
+        letter_key, letter = by_offset[where]
+        assert letter_key == key
+        assert letter["source"]["topic"] == commands
+        assert key is not None and letter["key"] == key.decode()
+        reasons.append(letter["reason"])
+    assert reasons[0].startswith("invalid JSON")
+    assert "unknown message type 'ShipEverything'" in reasons[1]
+    assert "is not the order id" in reasons[2]
+    # And the valid command after them was processed
+    assert isinstance(event.data, PackageWasSent)
+    assert event.causation_id == valid.message_id
+    assert shipments.stock("book") == {"book": 0}
+
+
+# Concurrency
+
+
+def race(shipments: Shipments, commands: list[Envelope]) -> list[Outcome]:
+    """Each command in its own thread, handler and connection, released together."""
+    barrier = threading.Barrier(len(commands))
+    outcomes: list[Outcome] = []
+
+    def work(command: Envelope) -> None:
+        handler = ShipmentHandler(shipments.settings)
+        try:
+            barrier.wait()
+            outcomes.extend(handler.process_batch([shipments.record(command)]))
+        finally:
+            handler.close()
+
+    threads = [threading.Thread(target=work, args=(command,)) for command in commands]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcomes
+
+
+def test_two_packages_competing_for_the_last_units_never_drive_stock_negative(
+    shipments: Shipments,
+) -> None:
+    for round_ in range(5):
+        # Given 3 units of a and b
+        a, b = f"a{round_}", f"b{round_}"
+        shipments.set_stock(**{a: 3, b: 3})
+        # (the two packages name the products in opposite orders: locking must not deadlock)
+        commands = [
+            shipments.command(f"order-{round_}-x", {a: 2, b: 2}),
+            shipments.command(f"order-{round_}-y", {b: 2, a: 2}),
+        ]
+
+        # When two handlers process them at the same moment
+        outcomes = race(shipments, commands)
+
+        # Then exactly one is sent, the other is out of stock with what was left
+        assert sorted(o.result for o in outcomes) == ["out_of_stock", "sent"]
+        [short] = [o.event.data for o in outcomes if o.event and o.result == "out_of_stock"]
+        assert isinstance(short, ProductWasOutOfStock)
+        assert (short.requested, short.available) == (2, 1)
+        assert shipments.stock(a, b) == {a: 1, b: 1}
+
+
+# Migrations
+
+
+def test_migrations_run_concurrently_and_twice_apply_each_file_once(migrated: Settings) -> None:
+    # Given an empty schema of its own
+    schema = unique("mig").replace("-", "_")
+    url = f"{migrated.database_url}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(migrated.database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        # When four workers migrate at once, and once more afterwards
+        results: list[list[str]] = []
+        threads = [threading.Thread(target=lambda: results.append(migrate(url))) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        again = migrate(url)
+
+        # Then exactly one of them applied every migration, and the rest found nothing to do
+        applied = [r for r in results if r]
+        assert len(results) == 4 and len(applied) == 1 and again == []
+        with psycopg.connect(url) as conn:
+            versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
+            tables = {
+                t
+                for (t,) in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)
+                )
+            }
+        assert versions == applied[0]
+        assert {"inventory", "packages", "inbox", "outbox", "schema_migrations"} <= tables
+    finally:
+        with psycopg.connect(migrated.database_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
