@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv up down clean topics lint test test-unit
+.PHONY: venv up down clean topics lint test test-unit worker diagram
 
 venv: $(VENV)/.installed
 
@@ -41,3 +41,9 @@ test-unit: venv
 
 test: topics  ## the whole suite, against the real services
 	$(VENV)/bin/pytest
+
+worker: topics  ## one worker in the foreground
+	$(VENV)/bin/faust -A streams.worker worker -l info
+
+diagram: venv  ## regenerate the README state diagram from the transition table
+	$(PY) -m tests.readme_diagram --write

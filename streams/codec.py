@@ -57,8 +57,10 @@ def decode(key: bytes | None, value: bytes | None, accepted: frozenset[str]) -> 
         raise DecodeError(f"{envelope.type} does not belong on this topic")
     expected_key = key_of(envelope)
     if key != expected_key:
-        shown = "missing" if key is None else repr(key.decode(errors="replace"))
-        raise DecodeError(f"key {shown} is not the order id {expected_key.decode()!r}")
+        if key is None:
+            raise DecodeError(f"key missing: expected the order id {expected_key.decode()!r}")
+        shown = key.decode(errors="replace")
+        raise DecodeError(f"key {shown!r} is not the order id {expected_key.decode()!r}")
     return envelope
 
 

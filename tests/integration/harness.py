@@ -38,6 +38,13 @@ def create_topics(settings: Settings, *names: str) -> None:
 
 
 def produce(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    produce_raw(settings, topic, list(messages))
+
+
+def produce_raw(
+    settings: Settings, topic: str, messages: list[tuple[bytes | None, bytes | None]]
+) -> None:
+    """Produce records in order, whatever they hold, and wait until all are acknowledged."""
     producer = Producer(settings.producer_config(**{"enable.idempotence": True}))
     for key, value in messages:
         producer.produce(topic, key=key, value=value)

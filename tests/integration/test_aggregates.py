@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -16,10 +17,12 @@ from tests.integration.harness import (
     isolated_settings,
     module_runner,
     produce,
+    produce_raw,
     read_all,
     unique,
     wire,
 )
+from tests.integration.malformed import malformed_records
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +124,43 @@ def test_state_survives_a_restart_because_it_is_folded_from_the_events_topic(
         runner.tail()
     )
     assert events[-1].data.total_price == Decimal("7.50")  # type: ignore[union-attr]
+
+
+def test_every_kind_of_malformed_command_lands_in_dead_letters_and_valid_ones_continue(
+    settings: Settings, services: list[Service], tmp_path: Path
+) -> None:
+    # Given the cart module running
+    isolated, env = isolated_settings(settings)
+    runner = module_runner(env, tmp_path, only="carts")
+    services.append(runner)
+    runner.start()
+    cart_id = unique("cart")
+    bad = malformed_records(cart_id)
+    commands = isolated.topic("carts.commands")
+
+    # When every kind of malformed record arrives, followed by a valid command
+    produce_raw(isolated, commands, [(key, value) for _, key, value in bad])
+    produce(isolated, commands, [wire(OpenCart(cart_id=cart_id, client_id="c"))])
+
+    # Then each is a dead letter with its reason, its source and its raw key and value
+    letters = [
+        json.loads(value)
+        for _, value in read_all(isolated, isolated.topic("dead-letters"), len(bad), timeout=30)
+    ]
+    assert len(letters) == len(bad), runner.tail()
+    for reason, key, value in bad:
+        letter = next(
+            letter
+            for letter in letters
+            if letter["key_base64"] == _b64(key) and letter["value_base64"] == _b64(value)
+        )
+        assert reason in letter["reason"], letter["reason"]
+        assert letter["source"]["topic"] == commands
+        assert letter["source"]["offset"] >= 0
+    # and the valid command after them was processed
+    events = envelopes(read_all(isolated, isolated.topic("carts.events"), expected=1, timeout=30))
+    assert [e.type for e in events] == ["CartOpened"]
+
+
+def _b64(raw: bytes | None) -> str | None:
+    return None if raw is None else base64.b64encode(raw).decode()
