@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,11 @@ from tests.integration.harness import (
     faust_worker,
     isolated_settings,
     produce,
+    produce_raw,
     read_all,
     unique,
 )
+from tests.integration.malformed import malformed_records
 
 pytestmark = pytest.mark.integration
 
@@ -195,3 +198,58 @@ def wait_for_state(order_id: str, state: str, timeout: float = 30.0) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"{order_id} never reached {state}")
+
+
+def test_malformed_events_become_dead_letters_and_orders_still_complete(system: Settings) -> None:
+    # Given malformed records on an events topic and on the operators' topic
+    order_id = unique("order")
+    bad = malformed_records(order_id)
+    for topic in ("orders.events", "processes.commands"):
+        produce_raw(system, system.topic(topic), [(key, value) for _, key, value in bad])
+
+    # When a valid order follows them
+    sku = unique("sku")
+    stock(system, {sku: 1})
+    place_order(system, order_id, "card_ok", [(sku, 1)])
+
+    # Then it completes, and every bad record is a dead letter naming its source topic
+    assert wait_terminal(WEB_PORT, order_id)["state"] == "Completed"
+    expected = 2 * len(bad)
+    letters = read_all(system, system.topic("dead-letters"), expected=expected, timeout=30)
+    sources = sorted(json.loads(value)["source"]["topic"] for _, value in letters)
+    assert sources == sorted(
+        [system.topic("orders.events")] * len(bad) + [system.topic("processes.commands")] * len(bad)
+    )
+
+
+def test_two_workers_share_the_orders_and_survive_one_being_killed(
+    settings: Settings, services: list[Service], tmp_path: Path
+) -> None:
+    # Given two workers on the same topics
+    isolated, env = isolated_settings(settings)
+    # Timeouts longer than the outage: this test is about ownership, not about timeouts.
+    env |= {"PROCESS_TIMEOUT_ALL_S": "90", "PAYMENT_SETTLEMENT_DELAY_S": "60"}
+    first = faust_worker("streams.worker", env, tmp_path / "w1", WEB_PORT + 1)
+    second = faust_worker("streams.worker", env, tmp_path / "w2", WEB_PORT + 2)
+    services.extend([first, second])
+    first.start()
+    second.start()
+    sku = unique("sku")
+    stock(isolated, {sku: 100})
+
+    # When orders flow, and one worker is killed with SIGKILL in the middle, then restarted
+    methods = ["card_ok", "card_declined", "card_settles_immediately", "card_ok"]
+    orders = {unique("order"): methods[i % len(methods)] for i in range(20)}
+    for n, (order_id, method) in enumerate(orders.items()):
+        place_order(isolated, order_id, method, [(sku, 1)])  # type: ignore[arg-type]
+        if n == 10:
+            second.kill()
+    second.start()
+
+    # Then every order ends as its payment method says, whichever worker owned it
+    for order_id, method in orders.items():
+        process = wait_terminal(WEB_PORT + 1, order_id, timeout=120)
+        expected = "Cancelled" if method == "card_declined" else "Completed"
+        assert process["state"] == expected, (order_id, process["history"])
+    # and each completed order took its stock once
+    assert stock_of(isolated, sku) == 100 - sum(m != "card_declined" for m in orders.values())
