@@ -5,7 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv up down clean topics lint test test-unit worker diagram
+.PHONY: venv up down clean topics lint test test-unit worker diagram start stop demo
+
+N ?= 2
+ORDERS ?= 1000
+RATE ?= 200
+# The demo's silent-gateway orders time out after 15 s in AwaitingPayment.
+export PROCESS_TIMEOUTS ?= {"AwaitingPayment": 15}
 
 venv: $(VENV)/.installed
 
@@ -47,3 +53,13 @@ worker: topics  ## one worker in the foreground
 
 diagram: venv  ## regenerate the README state diagram from the transition table
 	$(PY) -m tests.readme_diagram --write
+
+start: topics  ## N background workers (logs and pids under .data/workers/)
+	bash deploy/workers.sh start $(N)
+
+stop:  ## stop the background workers
+	bash deploy/workers.sh stop
+
+demo: start  ## the main job: drive ORDERS carts through N workers and print the summary
+	$(PY) -m streams.demo --orders $(ORDERS) --rate $(RATE)
+	@echo "The workers keep running: 'make stop' stops them, 'make down' stops Kafka and Postgres."

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         host = self.web_host or (self.web_bind if self.web_bind != "0.0.0.0" else socket.getfqdn())
         return f"http://{host}:{self.web_port}"
 
+    def faust_app_id(self) -> str:
+        """The id Faust derives from app id and version (its group id and topic prefix)."""
+        return self.app_id if self.app_version <= 1 else f"{self.app_id}-v{self.app_version}"
+
+    def process_changelog_topic(self) -> str:
+        return f"{self.faust_app_id()}-processes-changelog"
+
     def topic(self, name: str) -> str:
         """The full name of a contract topic, with the configured prefix."""
         return f"{self.topic_prefix}{name}"
