@@ -14,6 +14,8 @@ python="$repo/.venv/bin/python"
 
 log() { echo "workers: $*" >&2; }
 
+cd "$repo"
+
 alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start_one() {
@@ -21,9 +23,10 @@ start_one() {
   if alive "$dir.pid"; then log "w$n already running (pid $(cat "$dir.pid"), port $port)"; return; fi
   mkdir -p "$dir"
   [[ -f "$dir.log" ]] && mv "$dir.log" "$dir.log.1"
-  (cd "$repo" && DATA_DIR="$dir" WEB_PORT="$port" PYTHONPATH="$repo" setsid "$python" -m faust \
-      -A streams.worker worker -l info --web-port "$port" --web-bind "${WEB_BIND:-127.0.0.1}" \
-      >> "$dir.log" 2>&1 < /dev/null & echo $! > "$dir.pid")
+  DATA_DIR="$dir" WEB_PORT="$port" PYTHONPATH="$repo" nohup "$python" -m faust \
+    -A streams.worker worker -l info --web-port "$port" --web-bind "${WEB_BIND:-127.0.0.1}" \
+    >> "$dir.log" 2>&1 < /dev/null &
+  echo $! > "$dir.pid"
   log "w$n started (pid $(cat "$dir.pid"), http://127.0.0.1:$port/ui/, log $dir.log)"
 }
 

@@ -8,10 +8,11 @@ The diagram generator lives in ``process_manager.diagram`` (run it with ``python
 from process_manager.decider import Outcome, OutcomeKind, evolve, handle, resume
 from process_manager.process import HistoryEntry, Process, SentCommand
 from process_manager.states import DEFAULT_TIMEOUTS, TERMINAL_STATES, State, Timeouts, is_terminal
-from process_manager.table import TRANSITIONS, Transition, trigger_of
+from process_manager.table import REACTS_TO, TRANSITIONS, Transition, trigger_of
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
+    "REACTS_TO",
     "TERMINAL_STATES",
     "TRANSITIONS",
     "HistoryEntry",

@@ -81,6 +81,10 @@ NOTED: Final = frozenset({"PaymentSettled"})
 """Triggers that, with no row in the current state, still update the record (a fact, no move)."""
 
 
+REACTS_TO: Final = frozenset(trigger.partition("(")[0] for _, trigger in TRANSITIONS) | NOTED
+"""The message types the process can react to; any other type never changes a process."""
+
+
 def trigger_of(message: Message) -> str:
     """The trigger ``message`` stands for in ``TRANSITIONS``."""
     if isinstance(message, CommandRejected):

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
+
+import pytest
 
 from aggregates.messages import (
     CancelOrder,
+    CartOpened,
     CommandRejected,
     DiscardPayment,
     Envelope,
     InitOrder,
+    PaymentRequested,
     PaymentSettled,
     ProcessTimedOut,
     RecordOrderPayment,
@@ -18,7 +23,7 @@ from aggregates.messages import (
     SendPackage,
     deterministic_id,
 )
-from process_manager import Process, State, handle, resume
+from process_manager import REACTS_TO, Process, State, handle, resume
 from process_manager.process import MAX_APPLIED_IDS
 from tests.unit.process_manager.scenario import (
     CLIENT,
@@ -31,6 +36,7 @@ from tests.unit.process_manager.scenario import (
     TOTAL,
     envelope,
     given,
+    given_state,
     when,
 )
 
@@ -420,3 +426,25 @@ def test_a_process_survives_a_round_trip_through_json() -> None:
     process = given(*HAPPY[:3], "CancelProcess")
 
     assert Process.model_validate_json(process.model_dump_json()) == process
+
+
+@pytest.mark.parametrize("state", [None, *State])
+def test_a_message_type_outside_reacts_to_is_ignored_in_every_state(state: State | None) -> None:
+    # Given a process in any state (the worker skips these types before loading the process)
+    process = given_state(state)
+    skipped = [
+        CartOpened(cart_id=ORDER, client_id="c"),
+        PaymentRequested(payment_id="p", order_id=ORDER, amount=Decimal("1.00")),
+    ]
+    for message in skipped:
+        assert message.type not in REACTS_TO
+        # When one arrives, then nothing changes and nothing is sent
+        cause = Envelope.wrap(
+            message,
+            message_id=f"m-{message.type}",
+            occurred_at=LATER,
+            correlation_id=ORDER,
+            causation_id=None,
+        )
+        outcome = handle(process, cause, timeouts=TIMEOUTS)
+        assert outcome.kind == "ignored" and outcome.process == process and not outcome.commands
