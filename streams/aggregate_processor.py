@@ -119,6 +119,12 @@ class AggregateProcessor:
                 records = consumer.consume(self.batch_size, timeout=0.1)
                 self._load_assigned(consumer)
                 self.ready.set()
+                # Never decide for a partition whose state is not loaded (revoked meanwhile):
+                # its commands stay uncommitted and go to the new owner.
+                for failed in (r for r in records if r.error() is not None):
+                    log.warning("consumer error", error=str(failed.error()))
+                owned = self.store.owned()
+                records = [r for r in records if r.error() is None and partition_of(r) in owned]
                 outputs = self._handle(records) + self._due_commands()
                 if not outputs and not records:
                     continue
@@ -224,9 +230,6 @@ class AggregateProcessor:
     def _handle(self, records: list[KafkaMessage]) -> list[Output]:
         outputs: list[Output] = []
         for record in records:
-            if record.error() is not None:
-                log.warning("consumer error", error=str(record.error()))
-                continue
             try:
                 command = decode(record.key(), record.value(), self.module.command_types)
             except DecodeError as error:
