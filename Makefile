@@ -45,7 +45,8 @@ lint: venv
 test-unit: venv
 	$(VENV)/bin/pytest -m 'not integration'
 
-test: topics  ## the whole suite, against the real services
+test: topics  ## the whole suite, against the real services (and a headless Chromium)
+	bash deploy/browser.sh >/dev/null
 	$(VENV)/bin/pytest
 
 worker: topics  ## one worker in the foreground

@@ -1,16 +1,361 @@
-"""The process web view on Faust's web server (JSON for tools; HTML pages come with /ui/)."""
+"""The process web view on Faust's web server: JSON for tools, HTML pages under ``/ui/``.
+
+    GET  /processes/{order_id}/          the process record, routed to the worker that owns it
+    GET  /processes/?state=&stalled=&limit=&stalled_after=
+                                         process summaries of all workers, latest change first
+    GET  /processes/stats/?stalled=      {state: count} over all workers, every state listed
+    POST /processes/{order_id}/cancel/   operator action (Bearer OPERATOR_TOKEN): CancelProcess
+    GET  /ui/  /ui/processes/{order_id}/ the same, as HTML pages
+
+A process is *stalled* when it is not terminal and its deadline has passed, or it has not moved
+for ``stalled_after`` seconds (60 by default).
+
+Fan-out: each worker holds only its active partitions of the table. The worker that receives a
+list or stats request answers its own part and asks every other worker in the assignor's table
+metadata (canonical URL -> partitions) for theirs with ``local=true``. Each part names the
+partitions it covers; unless the parts cover every partition exactly once (during a rebalance,
+or with a worker gone), the answer is 503 rather than a list that misses or repeats processes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import faust
 from faust.web import Request, Response, View
+from yarl import URL
+
+from aggregates.messages import CancelProcess, Envelope
+from process_manager import Process, State, is_terminal
+from streams.codec import encode
+from streams.settings import Settings
+from streams.ui import pages
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+STALLED_AFTER = timedelta(seconds=60)
+PEER_TIMEOUT = aiohttp.ClientTimeout(total=5)
+DEFAULT_REASON = "cancelled by an operator in the web view"
+DEFAULT_REQUESTER = "web-operator"
+SUMMARY_FIELDS = {
+    "order_id",
+    "state",
+    "deadline",
+    "client_id",
+    "total_price",
+    "currency",
+    "payment_method",
+    "cancellation_reason",
+}
 
 
-def register_views(app: faust.App, processes: Any) -> None:
+class Unavailable(Exception):
+    """The answer needs a worker or a partition that is not there right now (503)."""
+
+
+# Queries, pure
+
+
+@dataclass(frozen=True)
+class Query:
+    """The filters of a list request."""
+
+    state: State | None = None
+    stalled: bool = False
+    limit: int = DEFAULT_LIMIT
+    stalled_after: timedelta = STALLED_AFTER
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> Query:
+        """The query of request parameters; ``ValueError`` with a readable reason otherwise."""
+        state = params.get("state") or None
+        if state is not None and state not in State.__members__:
+            raise ValueError(f"unknown state {state!r}; one of {', '.join(State)}")
+        limit = _number(params, "limit", DEFAULT_LIMIT)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+        after = _number(params, "stalled_after", STALLED_AFTER.total_seconds())
+        if after < 0:
+            raise ValueError("stalled_after must not be negative")
+        return cls(
+            state=State(state) if state else None,
+            stalled=flag(params.get("stalled")),
+            limit=int(limit),
+            stalled_after=timedelta(seconds=after),
+        )
+
+    def params(self) -> dict[str, str]:
+        """The request parameters that parse back to this query."""
+        params = {
+            "stalled": "true" if self.stalled else "false",
+            "limit": str(self.limit),
+            "stalled_after": str(self.stalled_after.total_seconds()),
+        }
+        return params | ({"state": self.state.value} if self.state else {})
+
+    def matches(self, process: Process, now: datetime) -> bool:
+        if self.state is not None and process.state != self.state:
+            return False
+        return not self.stalled or is_stalled(process, now, self.stalled_after)
+
+
+def _number(params: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        return float(params.get(name) or default)
+    except ValueError:
+        raise ValueError(f"{name} must be a number") from None
+
+
+def flag(value: str | None) -> bool:
+    return (value or "").lower() in {"1", "true", "yes", "on"}
+
+
+def changed_at(process: Process) -> datetime | None:
+    return process.history[-1].at if process.history else None
+
+
+def is_stalled(process: Process, now: datetime, after: timedelta) -> bool:
+    """Not terminal, and past its deadline or unmoved for ``after``."""
+    if is_terminal(process.state):
+        return False
+    if process.deadline is not None and process.deadline <= now:
+        return True
+    changed = changed_at(process)
+    return changed is not None and now - changed >= after
+
+
+def summarize(process: Process, now: datetime, after: timedelta) -> dict[str, Any]:
+    """The list entry of a process: its record without items, applied ids and history."""
+    summary = process.model_dump(mode="json", include=SUMMARY_FIELDS)
+    last = process.history[-1].model_dump(mode="json")["at"] if process.history else None
+    return summary | {"updated_at": last, "stalled": is_stalled(process, now, after)}
+
+
+def latest_first(summary: Mapping[str, Any]) -> tuple[float, str]:
+    """Sort key: latest change first, then by order id."""
+    at = summary.get("updated_at")
+    return (-datetime.fromisoformat(at).timestamp() if at else 0.0, summary["order_id"])
+
+
+def check_coverage(parts: list[dict[str, Any]], partitions: int) -> None:
+    """Every partition covered by exactly one part, or ``Unavailable``."""
+    covered = sorted(p for part in parts for p in part["partitions"])
+    if covered != list(range(partitions)):
+        raise Unavailable(
+            f"the workers cover partitions {covered}, not 0..{partitions - 1} once each "
+            "(rebalancing?); try again"
+        )
+
+
+# Operator actions
+
+
+def refusal(authorization: str | None, token: str | None) -> str | None:
+    """Why an operator request is refused (401), or ``None`` when its bearer token is right."""
+    if not token:
+        return "operator actions are disabled: no OPERATOR_TOKEN is configured"
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return "an operator action needs the header Authorization: Bearer <OPERATOR_TOKEN>"
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return "wrong operator token"
+    return None
+
+
+def cancel_envelope(order_id: str, body: bytes, message_id: str, now: datetime) -> Envelope:
+    """The ``CancelProcess`` an operator asks for with ``{"reason", "requested_by"}`` (optional)."""
+    data = json.loads(body) if body.strip() else {}
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    command = CancelProcess(
+        order_id=order_id,
+        reason=str(data.get("reason") or DEFAULT_REASON),
+        requested_by=str(data.get("requested_by") or DEFAULT_REQUESTER),
+    )
+    return Envelope.wrap(
+        command, message_id=message_id, occurred_at=now, correlation_id=order_id, causation_id=None
+    )
+
+
+# The table across workers
+
+
+class ProcessTable:
+    """The process table as the web view sees it: this worker's part, and every worker's."""
+
+    def __init__(self, app: faust.App, table: Any) -> None:
+        self.app = app
+        self.table = table
+
+    def load(self, order_id: str) -> Process | None:
+        raw = self.table.get(order_id.encode())
+        return None if raw is None else Process.model_validate_json(raw)
+
+    # This worker's part
+
+    def owned_partitions(self) -> list[int]:
+        if self.app.rebalancing or not self.app.tables.actives_ready:
+            raise Unavailable("this worker is rebalancing; try again")
+        topic = self.table.changelog_topic.get_topic_name()
+        return sorted(
+            tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic
+        )
+
+    def local_list(self, query: Query, now: datetime) -> dict[str, Any]:
+        partitions = self.owned_partitions()
+        found = (Process.model_validate_json(raw) for raw in self.table.values())
+        rows = [summarize(p, now, query.stalled_after) for p in found if query.matches(p, now)]
+        rows = sorted(rows, key=latest_first)[: query.limit]
+        return {"worker": self.url(), "partitions": partitions, "processes": rows}
+
+    def local_stats(self, query: Query, now: datetime) -> dict[str, Any]:
+        partitions = self.owned_partitions()
+        states, stalled = dict.fromkeys(State, 0), dict.fromkeys(State, 0)
+        for raw in self.table.values():
+            process = Process.model_validate_json(raw)
+            states[process.state] += 1
+            stalled[process.state] += is_stalled(process, now, query.stalled_after)
+        return {
+            "worker": self.url(),
+            "partitions": partitions,
+            "states": states,
+            "stalled": stalled,
+        }
+
+    # Every worker's part
+
+    async def summaries(self, query: Query) -> list[dict[str, Any]]:
+        own = self.local_list(query, datetime.now(UTC))
+        parts = await self._with_peers(own, "/processes/", query)
+        rows = [row for part in parts for row in part["processes"]]
+        return sorted(rows, key=latest_first)[: query.limit]
+
+    async def stats(self, query: Query) -> tuple[dict[State, int], dict[State, int]]:
+        """The count of processes in each state, and of stalled ones."""
+        own = self.local_stats(query, datetime.now(UTC))
+        parts = await self._with_peers(own, "/processes/stats/", query)
+        states, stalled = dict.fromkeys(State, 0), dict.fromkeys(State, 0)
+        for part in parts:
+            for state in State:
+                states[state] += part["states"].get(state, 0)
+                stalled[state] += part["stalled"].get(state, 0)
+        return states, stalled
+
+    async def get(self, order_id: str) -> Process | None:
+        """The process of ``order_id``, from this worker or the one that owns it."""
+        try:
+            owner = self.app.router.key_store(self.table.name, order_id)
+        except KeyError:
+            raise Unavailable("no worker owns this order yet (rebalancing?)") from None
+        if _same_worker(owner, self.url()):
+            return self.load(order_id)
+        data = await self._fetch(owner.with_path(f"/processes/{quote(order_id, safe='')}/"))
+        return None if data is None else Process.model_validate(data)
+
+    async def _with_peers(self, own: dict[str, Any], path: str, query: Query) -> list[Any]:
+        params = query.params() | {"local": "true"}
+        fetches = [self._fetch(peer.with_path(path).with_query(params)) for peer in self.peers()]
+        parts = [own, *await asyncio.gather(*fetches)]
+        if None in parts:
+            raise Unavailable("a worker does not serve the process view")
+        check_coverage(parts, self.table.partitions or self.app.conf.topic_partitions)
+        return parts
+
+    def peers(self) -> list[URL]:
+        """The other workers, by canonical URL, from the assignor's table metadata."""
+        hosts = sorted(self.app.router.tables_metadata())
+        return [URL(host) for host in hosts if not _same_worker(URL(host), self.url())]
+
+    def url(self) -> str:
+        return str(self.app.conf.canonical_url)
+
+    async def _fetch(self, url: URL) -> Any:
+        """The JSON at ``url``, or ``None`` on 404; ``Unavailable`` on anything else."""
+        try:
+            async with self.app.http_client.get(url, timeout=PEER_TIMEOUT) as response:
+                if response.status == 404:
+                    return None
+                if response.status != 200:
+                    text = await response.text()
+                    raise Unavailable(f"worker {url.origin()} answered {response.status}: {text}")
+                return await response.json()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise Unavailable(f"worker {url.origin()} did not answer: {error!r}") from error
+
+
+def _same_worker(a: URL | str, b: URL | str) -> bool:
+    a, b = URL(str(a)), URL(str(b))
+    return (a.host, a.port) == (b.host, b.port)
+
+
+# Routes
+
+
+def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
     """Add the process routes to ``app``; ``processes`` is the process table."""
+    view = ProcessTable(app, processes)
+    commands = app.topic(settings.topic("processes.commands"), key_type=bytes, value_type=bytes)
+
+    # JSON (stats and cancel before the detail route, which would match them too)
+
+    @app.page("/processes/")
+    async def process_list(web: View, request: Request) -> Response:
+        try:
+            query = Query.parse(request.query)
+            if flag(request.query.get("local")):
+                return web.json(view.local_list(query, datetime.now(UTC)))
+            return web.json(await view.summaries(query))
+        except ValueError as error:
+            return web.json({"error": str(error)}, status=400)
+        except Unavailable as error:
+            return web.json({"error": str(error)}, status=503)
+
+    @app.page("/processes/stats/")
+    async def process_stats(web: View, request: Request) -> Response:
+        try:
+            query = Query.parse(request.query)
+            if flag(request.query.get("local")):
+                return web.json(view.local_stats(query, datetime.now(UTC)))
+            states, stalled = await view.stats(query)
+            return web.json(stalled if query.stalled else states)
+        except ValueError as error:
+            return web.json({"error": str(error)}, status=400)
+        except Unavailable as error:
+            return web.json({"error": str(error)}, status=503)
+
+    @app.page("/processes/{order_id}/cancel/")
+    class CancelView(View):
+        async def post(self, request: Request, order_id: str) -> Response:
+            denied = refusal(request.headers.get("Authorization"), settings.operator_token)
+            if denied is not None:
+                headers = {"WWW-Authenticate": 'Bearer realm="orderflow operators"'}
+                return self.json({"error": denied}, status=401, headers=headers)
+            try:
+                process = await view.get(order_id)
+                if process is None:
+                    return self.json({"error": f"no process for order {order_id}"}, status=404)
+                if is_terminal(process.state):
+                    message = f"the process is already {process.state}"
+                    return self.json({"error": message}, status=409)
+                body = await self.read_request_content(request)
+                envelope = cancel_envelope(order_id, body, str(uuid.uuid4()), datetime.now(UTC))
+            except Unavailable as error:
+                return self.json({"error": str(error)}, status=503)
+            except ValueError as error:  # bad JSON, or a field pydantic refuses
+                return self.json({"error": str(error)}, status=400)
+            sent = await commands.send(key=order_id.encode(), value=encode(envelope))
+            await sent  # delivered to Kafka before the operator hears "accepted"
+            accepted = {"message_id": envelope.message_id, "order_id": order_id}
+            return self.json(accepted | {"type": envelope.type}, status=202)
 
     @app.page("/processes/{order_id}/")
     @app.table_route(table=processes, match_info="order_id")
@@ -19,3 +364,30 @@ def register_views(app: faust.App, processes: Any) -> None:
         if raw is None:
             return web.json({"error": f"no process for order {order_id}"}, status=404)
         return web.json(json.loads(raw))
+
+    # HTML
+
+    @app.page("/ui/")
+    async def ui_index(web: View, request: Request) -> Response:
+        try:
+            query = Query.parse(request.query)
+            rows, (states, stalled) = await asyncio.gather(view.summaries(query), view.stats(query))
+        except ValueError as error:
+            return web.html(pages.error_page(400, str(error)), status=400)
+        except Unavailable as error:
+            return web.html(pages.error_page(503, str(error)), status=503)
+        after = query.stalled_after.total_seconds()
+        filters = pages.Filters(query.state, query.stalled, query.limit, after)
+        return web.html(pages.index_page(rows, states, stalled, filters))
+
+    @app.page("/ui/processes/{order_id}/")
+    @app.table_route(table=processes, match_info="order_id")
+    async def ui_process(web: View, request: Request, order_id: str) -> Response:
+        process = view.load(order_id)
+        if process is None:
+            return web.html(pages.error_page(404, f"no process for order {order_id}"), status=404)
+        now = datetime.now(UTC)
+        stalled = is_stalled(process, now, STALLED_AFTER)
+        return web.html(
+            pages.process_page(process, stalled, operator=bool(settings.operator_token))
+        )

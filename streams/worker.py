@@ -16,7 +16,7 @@ from typing import Any
 import mode
 
 from aggregates.messages import Envelope, ProcessTimedOut, deterministic_id
-from process_manager import DEFAULT_TIMEOUTS, Process, State, handle
+from process_manager import DEFAULT_TIMEOUTS, REACTS_TO, Process, State, handle
 from streams.app import create_app
 from streams.codec import DeadLetter, DecodeError, decode, encode
 from streams.deadlines import DeadlineIndex
@@ -68,7 +68,8 @@ async def on_message(event: Any) -> None:
     except DecodeError as error:
         await dead_letter(record, event.key, event.value, error.reason)
         return
-    await apply(event.key, envelope)
+    if envelope.type in REACTS_TO:
+        await apply(event.key, envelope)
 
 
 async def apply(key: bytes, envelope: Envelope) -> None:
@@ -84,7 +85,7 @@ async def apply(key: bytes, envelope: Envelope) -> None:
     if outcome.kind == "applied" and outcome.process is not None:
         processes[key] = outcome.process.model_dump_json().encode()
         deadlines.push(key, outcome.process.deadline)
-        bound.info(
+        bound.debug(
             "transition",
             from_state=current.state if current else None,
             to_state=outcome.process.state,
@@ -166,4 +167,4 @@ class ModuleServices(mode.Service):
         self._stop.set()
 
 
-register_views(app, processes)
+register_views(app, processes, settings)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from aggregates.messages import Envelope, Message, from_wire, order_id_of
@@ -74,6 +74,35 @@ def read_all(
             if message is None or message.error():
                 continue
             records.append((message.key(), message.value()))
+    finally:
+        consumer.close()
+    return records
+
+
+def read_to_end(settings: Settings, topic: str) -> list[tuple[bytes, bytes]]:
+    """Every committed record of a topic, up to the end of each partition as it is now."""
+    consumer = Consumer(
+        settings.confluent_config(
+            **{
+                "group.id": unique("reader"),
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            }
+        )
+    )
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
+    pending = set(metadata.partitions)
+    records: list[tuple[bytes, bytes]] = []
+    try:
+        while pending:
+            message = consumer.poll(10)
+            assert message is not None, f"{topic}: no end of partitions {pending} within 10 s"
+            error = message.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(message.partition())
+            elif error is None:
+                records.append((message.key(), message.value()))
     finally:
         consumer.close()
     return records
