@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv up down clean topics lint test test-unit worker diagram start stop demo
+.PHONY: venv up down clean topics lint test test-unit worker diagram start stop demo verify replay
 
 N ?= 2
 ORDERS ?= 1000
@@ -64,3 +64,9 @@ stop:  ## stop the background workers
 demo: start  ## the main job: drive ORDERS carts through N workers and print the summary
 	$(PY) -m streams.demo --orders $(ORDERS) --rate $(RATE)
 	@echo "The workers keep running: 'make stop' stops them, 'make down' stops Kafka and Postgres."
+
+verify: venv  ## fold the event topics offline and diff against the live process states
+	$(PY) -m streams.verify
+
+replay: venv  ## rebuild the process table into APP_VERSION+1 (and the read model); prints how to switch
+	$(PY) -m streams.replay --read-model

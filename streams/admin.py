@@ -11,7 +11,14 @@ import sys
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from streams.settings import Settings, get_settings
 from streams.topics import contract_topics
@@ -50,6 +57,7 @@ def ensure_topics(settings: Settings) -> list[str]:
         for name, spec in wanted.items()
         if name not in existing
     ]
+    _align_configs(admin, {name: spec.config for name, spec in wanted.items() if name in existing})
     if not new:
         return []
     for future in admin.create_topics(new, operation_timeout=30).values():
@@ -59,6 +67,25 @@ def ensure_topics(settings: Settings) -> list[str]:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
     return [topic.topic for topic in new]
+
+
+def _align_configs(admin: AdminClient, configs: dict[str, dict[str, str]]) -> None:
+    """Set the contract's configs on topics that already exist (retention may have changed)."""
+    if not configs:
+        return
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in config.items()
+            ],
+        )
+        for name, config in configs.items()
+    ]
+    for future in admin.incremental_alter_configs(resources).values():
+        future.result()
 
 
 def main(argv: list[str] | None = None) -> int:

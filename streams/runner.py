@@ -1,6 +1,6 @@
 """Runs the module services (the command handlers and the shipment outbox relay) in threads.
 
-    python -m streams.runner [--only carts,orders,payments,shipments,outbox]
+    python -m streams.runner [--only carts,orders,payments,shipments,outbox,read_model]
 
 The same components run inside every Faust worker (see streams/worker.py); this entry point
 runs them on their own, for tests and for operators who scale modules separately.
@@ -19,6 +19,7 @@ from streams.aggregate_modules import modules
 from streams.aggregate_processor import AggregateProcessor
 from streams.logs import configure_logging, get_logger
 from streams.postgres.migrate import migrate
+from streams.read_model import OrdersProjector
 from streams.settings import Settings, get_settings
 from streams.shipment.handler import ShipmentHandler
 from streams.shipment.outbox import OutboxRelay
@@ -47,6 +48,7 @@ def module_components(
     }
     found["shipments"] = ShipmentHandler(settings)
     found["outbox"] = OutboxRelay(settings)
+    found["read_model"] = OrdersProjector(settings)
     selected = {name: c for name, c in found.items() if not only or name in only}
     if "shipments" in selected or "outbox" in selected:
         migrate(settings.database_url)

@@ -27,12 +27,18 @@ class TopicSpec:
 
 
 def contract_topics() -> list[TopicSpec]:
-    """Every contract topic. Event topics are the source of truth, so they are kept forever."""
+    """Every contract topic, with its configs.
+
+    Event topics are the source of truth, so they are kept forever; so is `processes.commands`,
+    because its timeouts and operator cancels are inputs of the process that replay and verify
+    fold. The other command topics keep a week.
+    """
     forever = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
     week = {"retention.ms": str(7 * 24 * 3600 * 1000)}
+    kept_forever = (*EVENT_TOPICS, "processes.commands")
     return [
-        *(TopicSpec(name, forever) for name in EVENT_TOPICS),
-        *(TopicSpec(name, week) for name in COMMAND_TOPICS),
+        *(TopicSpec(name, forever) for name in kept_forever),
+        *(TopicSpec(name, week) for name in COMMAND_TOPICS if name not in kept_forever),
         TopicSpec(DEAD_LETTERS, {**forever, "max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}),
     ]
 

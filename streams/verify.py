@@ -1,0 +1,337 @@
+"""Verify the live process table against a fold of the process manager's inputs.
+
+    python -m streams.verify [--limit-orders N] [--json] [--app-version N]
+
+It reads the four events topics and ``processes.commands`` from the beginning
+(read_committed, to each partition's end), folds every order through the pure
+``process_manager.handle`` with the workers' timeouts (see ``streams.replay``), reads the live
+table from its changelog topic (last record per key), and compares, per order, what does not
+depend on how a worker interleaved the topics: the ``state``, the set of applied message ids,
+the ``cancellation_reason`` and the ``payment_id``.
+
+A worker consumes several topics, so the fold merges them by record timestamp, which is most
+likely, not certainly, the order the worker saw. When an order differs, verify looks for an
+order of its messages that keeps each topic's order and causality and in which ``handle``
+applies exactly the messages the live record applied, in the order it applied them (see
+``live_interleaving``). If one exists and its fold is the live record, the order counts as
+``reordered``, not as a difference: the live record is a fold of exactly the logged messages.
+
+It exits 0 when nothing differs, 1 when something does, 2 when it cannot run. Run it on a
+quiet system: orders in flight while it reads may differ for that reason alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+
+from process_manager import Process, Timeouts, handle
+from streams.replay import (
+    INPUT_TOPICS,
+    Folded,
+    Input,
+    Progress,
+    TableRecord,
+    by_order,
+    changelog_topic,
+    count_records,
+    fold_order,
+    partition_count,
+    read_table,
+    scan,
+    truncated_topics,
+    worker_timeouts,
+)
+from streams.settings import Settings, get_settings
+
+COMPARED = ("state", "applied", "cancellation_reason", "payment_id")
+SHOWN_IDS = 5
+
+
+# Comparing (pure)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One order whose live record is not what its messages fold to.
+
+    ``kind``: ``missing_live`` (folded, not in the table), ``missing_events`` (in the table, not
+    folded), ``mismatch`` (``fields`` says which: folded and live values), ``unreadable_live``,
+    ``wrong_partition`` or ``fold_error``.
+    """
+
+    order_id: str
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if not self.fields:
+            return f"{self.order_id}: {self.kind}"
+        parts = "; ".join(f"{name}: {value}" for name, value in self.fields.items())
+        return f"{self.order_id}: {self.kind}: {parts}"
+
+
+def compare(folded: Process, live: Process) -> dict[str, Any]:
+    """The compared fields that differ, each as ``{"folded": ..., "live": ...}``."""
+    found: dict[str, Any] = {}
+    for name in ("state", "cancellation_reason", "payment_id"):
+        ours, theirs = getattr(folded, name), getattr(live, name)
+        if ours != theirs:
+            found[name] = {"folded": _plain(ours), "live": _plain(theirs)}
+    ours_ids, live_ids = set(folded.applied), set(live.applied)
+    if ours_ids != live_ids:
+        found["applied"] = {
+            "only_folded": sorted(ours_ids - live_ids)[:SHOWN_IDS],
+            "only_live": sorted(live_ids - ours_ids)[:SHOWN_IDS],
+            "counts": {"folded": len(ours_ids), "live": len(live_ids)},
+        }
+    return found
+
+
+def live_interleaving(
+    inputs: Sequence[Input], applied: Sequence[str], timeouts: Timeouts
+) -> list[Input] | None:
+    """An order of ``inputs`` in which ``handle`` applies exactly ``applied``, in that order.
+
+    It keeps each topic's own order and causality (a reply comes after the command this
+    process sent for it) and is found greedily: a message the live record did not apply is
+    taken as soon as ``handle`` would ignore it; the next applied message is taken as soon as
+    it heads its topic. ``None`` when no such order exists: the live record is then no fold of
+    the logged messages.
+    """
+    queues: dict[int, deque[Input]] = {}
+    for item in inputs:
+        queues.setdefault(item.topic_index, deque()).append(item)
+    by_id = {item.envelope.message_id: item for item in inputs}
+    if any(message_id not in by_id for message_id in applied):
+        return None
+    owed_by_process = _commands_sent([by_id[message_id] for message_id in applied], timeouts)
+    wanted = deque(applied)
+    pending = set(applied)
+    sent: set[str] = set()
+    process: Process | None = None
+    taken: list[Input] = []
+
+    def ready(item: Input) -> bool:
+        cause = item.envelope.causation_id
+        return cause is None or cause not in owed_by_process or cause in sent
+
+    while any(queues.values()):
+        progressed = False
+        for queue in queues.values():
+            while queue and queue[0].envelope.message_id not in pending and ready(queue[0]):
+                if handle(process, queue[0].envelope, timeouts=timeouts).kind == "applied":
+                    break
+                taken.append(queue.popleft())
+                progressed = True
+        head = next(
+            (q for q in queues.values() if q and wanted and q[0].envelope.message_id == wanted[0]),
+            None,
+        )
+        if head is not None and ready(head[0]):
+            outcome = handle(process, head[0].envelope, timeouts=timeouts)
+            if outcome.kind != "applied":
+                return None
+            process = outcome.process
+            sent.update(command.message_id for command in outcome.commands)
+            pending.discard(wanted.popleft())
+            taken.append(head.popleft())
+            progressed = True
+        if not progressed:
+            return None
+    return taken
+
+
+def _commands_sent(applied: Sequence[Input], timeouts: Timeouts) -> set[str]:
+    """The ids of the commands ``applied`` makes the process send, applied in that order."""
+    process: Process | None = None
+    sent: set[str] = set()
+    for item in applied:
+        outcome = handle(process, item.envelope, timeouts=timeouts)
+        process = outcome.process
+        sent.update(command.message_id for command in outcome.commands)
+    return sent
+
+
+@dataclass
+class Verdict:
+    """How one order compares: ``None`` difference means it matches (maybe ``reordered``)."""
+
+    difference: Difference | None
+    reordered: bool = False
+
+
+def judge(
+    order_id: str,
+    inputs: Sequence[Input],
+    folded: Folded,
+    live: TableRecord | None,
+    partition: int,
+    timeouts: Timeouts,
+) -> Verdict:
+    """Compare one order's fold with its live record (``None``: absent from the table)."""
+    if folded.error is not None:
+        return Verdict(Difference(order_id, "fold_error", {"error": folded.error}))
+    live_value = None if live is None else live.value
+    if folded.process is None:
+        if live_value is None:
+            return Verdict(None)
+        return Verdict(Difference(order_id, "missing_events"))
+    if live is None or live_value is None:
+        return Verdict(Difference(order_id, "missing_live", {"state": folded.process.state.value}))
+    try:
+        process = Process.model_validate_json(live_value)
+    except ValidationError as error:
+        return Verdict(Difference(order_id, "unreadable_live", {"error": str(error)[:200]}))
+    if live.partition != partition:
+        where = {"folded": partition, "live": live.partition}
+        return Verdict(Difference(order_id, "wrong_partition", {"partition": where}))
+    found = compare(folded.process, process)
+    if not found:
+        return Verdict(None)
+    try:
+        interleaving = live_interleaving(inputs, process.applied, timeouts)
+    except ValueError:
+        interleaving = None
+    if interleaving is not None:
+        again = fold_order(interleaving, timeouts)
+        if again.process is not None and not compare(again.process, process):
+            return Verdict(None, reordered=True)
+    return Verdict(Difference(order_id, "mismatch", found))
+
+
+# Running
+
+
+@dataclass
+class Report:
+    changelog: str
+    events: int = 0
+    undecodable: int = 0
+    orders_folded: int = 0
+    orders_live: int = 0
+    matched: int = 0
+    reordered: int = 0
+    differences: list[Difference] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    limited: bool = False
+    truncated: list[str] = field(default_factory=list)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "changelog": self.changelog,
+            "events": self.events,
+            "undecodable": self.undecodable,
+            "orders_folded": self.orders_folded,
+            "orders_live": self.orders_live,
+            "matched": self.matched,
+            "reordered": self.reordered,
+            "limited": self.limited,
+            "truncated": self.truncated,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "events_per_s": round(self.events_per_s, 1),
+            "differences": [
+                {"order_id": d.order_id, "kind": d.kind, "fields": d.fields}
+                for d in self.differences
+            ],
+        }
+
+    def summary(self) -> str:
+        lines = [
+            f"changelog: {self.changelog}",
+            f"events: {self.events:,} ({self.undecodable} undecodable, skipped)",
+            f"orders: {self.orders_folded:,} folded, {self.orders_live:,} live",
+            f"matched: {self.matched:,} ({self.reordered} after reordering to the live order)",
+            f"differences: {len(self.differences)}",
+            f"elapsed: {self.elapsed_s:.2f}s, {self.events_per_s:,.0f} events/s",
+        ]
+        if self.limited:
+            lines.append("limited: only the first orders were checked")
+        lines += [f"warning: {t} lost its oldest records to retention" for t in self.truncated]
+        return "\n".join(lines + [f"  {d.describe()}" for d in self.differences])
+
+
+def verify(
+    settings: Settings,
+    *,
+    version: int | None = None,
+    limit_orders: int | None = None,
+    stream: TextIO | None = None,
+) -> Report:
+    """Fold the inputs and compare them with the live table of ``version`` (default: current)."""
+    topic = changelog_topic(settings, settings.app_version if version is None else version)
+    report = Report(topic, limited=limit_orders is not None)
+    live = read_table(settings, topic)
+    live_keys = {k for k, record in live.items() if record.value is not None}
+    report.orders_live = len(live_keys)
+    timeouts = worker_timeouts(settings)
+    names = [settings.topic(t) for t in INPUT_TOPICS]
+    partitions = partition_count(settings, names)
+    total = count_records(settings, names, partitions)
+    report.truncated = truncated_topics(settings, names, partitions)
+    progress = Progress("verify", total, stream or sys.stderr)
+    chosen: set[str] = set()
+    for part in scan(settings, INPUT_TOPICS, progress=progress):
+        report.undecodable += part.undecodable
+        inputs = list(part.merged())
+        report.events += len(inputs)
+        for order_id, items in by_order(inputs).items():
+            if limit_orders is not None and order_id not in chosen:
+                if len(chosen) >= limit_orders:
+                    continue
+                chosen.add(order_id)
+            folded = fold_order(items, timeouts)
+            verdict = judge(order_id, items, folded, live.get(order_id), part.partition, timeouts)
+            live_keys.discard(order_id)
+            report.orders_folded += folded.process is not None
+            if verdict.difference is not None:
+                report.differences.append(verdict.difference)
+            elif folded.process is not None:
+                report.matched += 1
+                report.reordered += verdict.reordered
+        if limit_orders is not None and len(chosen) >= limit_orders:
+            break  # the chosen orders all live in the partitions read so far
+    if limit_orders is None:
+        report.differences += [Difference(k, "missing_events") for k in sorted(live_keys)]
+    report.elapsed_s = progress.finish()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streams.verify", description=__doc__)
+    parser.add_argument("--limit-orders", type=int, help="check only the first N orders")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--app-version", type=int, help="the table version to check (default: APP_VERSION)"
+    )
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    try:
+        report = verify(settings, version=args.app_version, limit_orders=args.limit_orders)
+    except LookupError as error:
+        print(f"verify cannot run: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(report.summary())
+    return 1 if report.differences else 0
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

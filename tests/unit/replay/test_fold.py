@@ -1,0 +1,116 @@
+"""The offline fold: topics merged by timestamp, orders folded through the pure core."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from process_manager import DEFAULT_TIMEOUTS, State
+from streams.app import create_app
+from streams.replay import (
+    Input,
+    app_id_of,
+    by_order,
+    changelog_topic,
+    fold_order,
+    merge,
+    render_bar,
+    worker_timeouts,
+)
+from streams.settings import Settings
+from tests.unit.process_manager.scenario import HAPPY, TIMEOUTS, given
+from tests.unit.replay.log import logged
+
+
+def per_topic(inputs: list[Input]) -> list[list[Input]]:
+    topics: list[list[Input]] = [[] for _ in range(5)]
+    for item in inputs:
+        topics[item.topic_index].append(item)
+    return topics
+
+
+def ids(inputs: list[Input]) -> list[str]:
+    return [item.envelope.message_id for item in inputs]
+
+
+def test_merge_interleaves_the_topics_by_record_timestamp() -> None:
+    inputs = logged(*HAPPY)
+    assert ids(list(merge(per_topic(inputs)))) == ids(inputs)
+
+
+def test_merge_keeps_each_topics_own_order_even_when_its_timestamps_go_back() -> None:
+    first, second = logged("CartFinalized", "OrderInitialized")[1], logged(*HAPPY)[3]
+    late = replace(second, timestamp=first.timestamp - 10_000)  # same topic, later offset
+    merged = list(merge([[], [first, late], [], [], []]))
+    assert merged == [first, late]
+
+
+def test_merge_breaks_timestamp_ties_by_topic_order() -> None:
+    cart, order = logged("CartFinalized", "OrderInitialized")
+    tied = replace(order, timestamp=cart.timestamp)
+    # carts.events comes before orders.events in INPUT_TOPICS, whatever list holds which
+    assert list(merge([[tied], [cart]])) == [cart, tied]
+
+
+def test_by_order_groups_the_inputs_of_each_order_in_their_order() -> None:
+    a = logged(*HAPPY[:2], order_id="a")
+    b = logged(*HAPPY[:3], order_id="b")
+    mixed = [a[0], b[0], b[1], a[1], b[2]]
+    assert by_order(mixed) == {"a": a, "b": b}
+
+
+def test_the_fold_reaches_the_process_the_worker_reached() -> None:
+    folded = fold_order(logged(*HAPPY), TIMEOUTS)
+    assert folded.error is None
+    expected = given(*HAPPY)
+    assert folded.process is not None
+    assert folded.process.state == State.Completed
+    assert folded.process.applied == tuple(f"cart-42-{n}" for n in range(len(HAPPY)))
+    assert folded.process.history[-1].to_state == expected.history[-1].to_state
+
+
+def test_a_message_that_arrives_twice_is_folded_once() -> None:
+    inputs = logged(*HAPPY)
+    once = fold_order(inputs, TIMEOUTS)
+    twice = fold_order([*inputs[:3], inputs[2], *inputs[3:], inputs[0]], TIMEOUTS)
+    assert twice == once
+
+
+def test_an_order_without_a_finalized_cart_folds_to_no_process() -> None:
+    inputs = logged(*HAPPY)[1:]
+    assert fold_order(inputs, TIMEOUTS).process is None
+
+
+def test_the_fold_uses_the_timeouts_it_is_given() -> None:
+    inputs = logged("CartFinalized")
+    short = {**DEFAULT_TIMEOUTS, State.AwaitingOrder: timedelta(seconds=4)}
+    process = fold_order(inputs, short).process
+    assert process is not None and process.deadline is not None
+    assert process.deadline == inputs[0].envelope.occurred_at + timedelta(seconds=4)
+
+
+def test_the_workers_timeouts_are_the_configured_ones_over_the_defaults() -> None:
+    settings = Settings(process_timeouts={"AwaitingPayment": 30})
+    timeouts = worker_timeouts(settings)
+    assert timeouts[State.AwaitingPayment] == timedelta(seconds=30)
+    assert timeouts[State.AwaitingOrder] == DEFAULT_TIMEOUTS[State.AwaitingOrder]
+    every = worker_timeouts(Settings(process_timeout_all_s=4))
+    assert set(every.values()) == {timedelta(seconds=4)}
+
+
+def test_the_names_are_those_faust_gives_the_group_and_the_changelog() -> None:
+    for version in (1, 2, 7):
+        settings = Settings(app_id="orderflow", app_version=version)
+        app = create_app(settings)
+        table = app.Table("processes", key_type=bytes, value_type=bytes, partitions=8)
+        assert app_id_of(settings, version) == app.conf.id  # the consumer group id
+        assert changelog_topic(settings, version) == table.changelog_topic.get_topic_name()
+    assert changelog_topic(Settings(app_id="shop"), 2) == "shop-v2-processes-changelog"
+    assert app_id_of(Settings(app_id="shop"), 1) == "shop"
+
+
+def test_the_progress_bar_shows_the_share_done_and_the_rate() -> None:
+    assert render_bar("verify", 50, 100, 2.0, width=10) == (
+        "verify [#####-----]  50%  50/100 events  25 events/s"
+    )
+    assert render_bar("x", 0, 0, 0.0, width=4).startswith("x [####] 100%")
