@@ -24,8 +24,18 @@ def to_mermaid() -> str:
 
 
 def markdown_block() -> str:
-    """``to_mermaid()`` fenced as a Markdown ``mermaid`` code block."""
-    return f"```mermaid\n{to_mermaid()}```\n"
+    """``to_mermaid()`` fenced as a Markdown ``mermaid`` code block, then the table itself."""
+    return f"```mermaid\n{to_mermaid()}```\n\n{to_markdown_table()}"
+
+
+def to_markdown_table() -> str:
+    """``TRANSITIONS`` as a Markdown table: state, trigger, next state, commands sent."""
+    lines = ["| state | message | next state | commands sent |", "|---|---|---|---|"]
+    for (state, trigger), (next_state, commands) in TRANSITIONS.items():
+        sent = ", ".join(commands) or "-"
+        start = "(start)" if state is None else state.value
+        lines.append(f"| {start} | {trigger} | {next_state.value} | {sent} |")
+    return "\n".join(lines) + "\n"
 
 
 def _node(state: State | None) -> str:

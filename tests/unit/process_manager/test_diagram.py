@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from process_manager import TRANSITIONS, State
-from process_manager.diagram import markdown_block, to_mermaid
+from process_manager.diagram import markdown_block, to_markdown_table, to_mermaid
 
 
 def test_the_diagram_has_one_edge_per_row_in_table_order() -> None:
@@ -29,8 +29,11 @@ def test_the_diagram_shows_every_state_and_ends_in_the_terminal_states() -> None
     assert diagram.endswith("    Completed --> [*]\n    Cancelled --> [*]\n")
 
 
-def test_the_diagram_is_the_same_every_time() -> None:
-    assert to_mermaid() == to_mermaid()
+def test_the_table_has_one_row_per_transition_with_its_commands() -> None:
+    rows = to_markdown_table().splitlines()[2:]
+    assert len(rows) == len(TRANSITIONS)
+    assert rows[0] == "| (start) | CartFinalized | AwaitingOrder | InitOrder |"
+    assert "| Completing | OrderCompleted | Completed | - |" in rows
 
 
 def test_the_diagram_script_prints_the_fenced_block() -> None:
@@ -41,5 +44,6 @@ def test_the_diagram_script_prints_the_fenced_block() -> None:
         check=True,
     )
 
-    assert printed.stdout == markdown_block() == f"```mermaid\n{to_mermaid()}```\n"
+    assert printed.stdout == markdown_block()
+    assert markdown_block() == f"```mermaid\n{to_mermaid()}```\n\n{to_markdown_table()}"
     assert printed.stderr == ""
