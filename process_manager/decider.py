@@ -36,7 +36,7 @@ from aggregates.messages import (
 from process_manager.commands import build
 from process_manager.process import MAX_APPLIED_IDS, MAX_HISTORY, HistoryEntry, Process, SentCommand
 from process_manager.states import State, Timeouts, deadline_for
-from process_manager.table import NOTED, TRANSITIONS, trigger_of
+from process_manager.table import NOTED, REACTS_TO, TRANSITIONS, trigger_of
 
 OutcomeKind = Literal["applied", "duplicate", "ignored"]
 
@@ -53,9 +53,10 @@ CANCELLATION_REASONS: Final[dict[str, CancellationReason]] = {
 class Outcome:
     """What ``handle`` decided: the process after the message and the commands to send.
 
-    ``kind`` tells the edge what to log: ``applied`` (the record changed: write it),
-    ``duplicate`` (already applied: send ``commands`` again, write nothing) or ``ignored``
-    (no transition: nothing to write or send). ``reason`` says why, for the log.
+    ``kind`` tells the edge what to log: ``applied`` (a transition or a noted fact: write the
+    record, send ``commands``), ``duplicate`` (already taken in: send ``commands`` again, write
+    nothing) or ``ignored`` (no transition and no command; the record only remembers the
+    message id, so write it when it changed). ``reason`` says why, for the log.
     """
 
     kind: OutcomeKind
@@ -69,7 +70,7 @@ def handle(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -
     if process is not None and envelope.message_id in process.applied:
         return Outcome("duplicate", process, tuple(resume(process)), "message already applied")
     if (why := _why_ignored(process, envelope)) is not None:
-        return Outcome("ignored", process, (), why)
+        return Outcome("ignored", _remember(process, envelope), (), why)
     state = None if process is None else process.state
     trigger = trigger_of(envelope.data)
     transition = TRANSITIONS.get((state, trigger))
@@ -78,7 +79,9 @@ def handle(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -
             noted = evolve(process, envelope)
             if noted != process:
                 return Outcome("applied", _record(noted, envelope, state, ()), (), "noted")
-        return Outcome("ignored", process, (), f"no transition for {trigger} in {state}")
+        return Outcome(
+            "ignored", _remember(process, envelope), (), f"no transition for {trigger} in {state}"
+        )
     moved = evolve(process, envelope).model_copy(
         update={
             "state": transition.next,
@@ -126,6 +129,22 @@ def evolve(process: Process | None, envelope: Envelope) -> Process:
     if reason is not None and process.cancellation_reason is None:
         return process.model_copy(update={"cancellation_reason": reason})
     return process
+
+
+def _remember(process: Process | None, cause: Envelope) -> Process | None:
+    """``process`` taking ``cause`` in without a move, so that its redelivery is a duplicate.
+
+    Without this, a message ignored in one state could be applied when it is delivered again
+    in a later state, and the process would depend on how often the broker delivered it.
+    A ``ProcessTimedOut`` needs no remembering: whether it is due depends on its own deadline
+    and time only, so an ignored one stays ignored (and one that came early is not shut out).
+    Nor does a type the process never reacts to (``REACTS_TO``), which workers skip unread.
+    """
+    if process is None or cause.type not in REACTS_TO or isinstance(cause.data, ProcessTimedOut):
+        return process
+    return process.model_copy(
+        update={"applied": (*process.applied, cause.message_id)[-MAX_APPLIED_IDS:]}
+    )
 
 
 def _record(

@@ -2,7 +2,8 @@
 
 Besides ``state`` and ``deadline`` it keeps what the next commands and any compensation need
 (the cart's items, price and payment method, the payment id, the cancellation reason), the
-message ids it has applied (to drop duplicates), its history, and ``owed``: the command
+message ids it has taken in, applied or ignored, in order (to drop duplicates, and so
+verify can fold them in the order the worker saw them), its history, and ``owed``: the command
 envelopes of the last transition, which ``resume`` sends again after a crash.
 """
 
@@ -23,7 +24,7 @@ from aggregates.messages import (
 from process_manager.states import State
 
 MAX_APPLIED_IDS: Final = 1000
-"""How many applied message ids a process remembers; older ones are dropped first."""
+"""How many taken-in message ids a process remembers; older ones are dropped first."""
 MAX_HISTORY: Final = 200
 """How many history entries a process keeps; older ones are dropped first."""
 

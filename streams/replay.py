@@ -130,7 +130,7 @@ def fold_order(inputs: Iterable[Input], timeouts: Timeouts) -> Folded:
             outcome = handle(process, item.envelope, timeouts=timeouts)
         except ValueError as error:
             return Folded(process, f"{item.envelope.type} {item.envelope.message_id}: {error}")
-        if outcome.kind == "applied":
+        if outcome.process is not None:  # ignored messages are taken in too
             process = outcome.process
     return Folded(process)
 

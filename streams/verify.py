@@ -10,11 +10,12 @@ depend on how a worker interleaved the topics: the ``state``, the set of applied
 the ``cancellation_reason`` and the ``payment_id``.
 
 A worker consumes several topics, so the fold merges them by record timestamp, which is most
-likely, not certainly, the order the worker saw. When an order differs, verify looks for an
-order of its messages that keeps each topic's order and causality and in which ``handle``
-applies exactly the messages the live record applied, in the order it applied them (see
-``live_interleaving``). If one exists and its fold is the live record, the order counts as
-``reordered``, not as a difference: the live record is a fold of exactly the logged messages.
+likely, not certainly, the order the worker saw. When an order differs, verify folds the
+logged messages in the order the live record took them in (it lists every message id it took
+in, applied or ignored; see ``live_order``), provided that order keeps each topic's own order
+and leaves out no logged message the process reacts to. If that fold is the live record, the
+order counts as ``reordered``, not as a difference: the live record is a fold of exactly the
+logged messages.
 
 It exits 0 when nothing differs, 1 when something does, 2 when it cannot run. Run it on a
 quiet system: orders in flight while it reads may differ for that reason alone.
@@ -25,14 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from process_manager import Process, Timeouts, handle
+from process_manager import REACTS_TO, Process, Timeouts
+from process_manager.process import MAX_APPLIED_IDS
 from streams.replay import (
     INPUT_TOPICS,
     Folded,
@@ -95,69 +96,42 @@ def compare(folded: Process, live: Process) -> dict[str, Any]:
     return found
 
 
-def live_interleaving(
-    inputs: Sequence[Input], applied: Sequence[str], timeouts: Timeouts
-) -> list[Input] | None:
-    """An order of ``inputs`` in which ``handle`` applies exactly ``applied``, in that order.
+def live_order(inputs: Sequence[Input], taken_in: Sequence[str]) -> list[Input] | None:
+    """The logged inputs in the order the live record took them in, or ``None``.
 
-    It keeps each topic's own order and causality (a reply comes after the command this
-    process sent for it) and is found greedily: a message the live record did not apply is
-    taken as soon as ``handle`` would ignore it; the next applied message is taken as soon as
-    it heads its topic. ``None`` when no such order exists: the live record is then no fold of
-    the logged messages.
+    The live record lists every message id it took in (applied or ignored), in order. That
+    order is the worker's unless it names a message that was never logged, or reads a topic
+    against its own offset order.
     """
-    queues: dict[int, deque[Input]] = {}
+    by_id: dict[str, Input] = {}
     for item in inputs:
-        queues.setdefault(item.topic_index, deque()).append(item)
-    by_id = {item.envelope.message_id: item for item in inputs}
-    if any(message_id not in by_id for message_id in applied):
+        by_id.setdefault(item.envelope.message_id, item)
+    if any(message_id not in by_id for message_id in taken_in):
         return None
-    owed_by_process = _commands_sent([by_id[message_id] for message_id in applied], timeouts)
-    wanted = deque(applied)
-    pending = set(applied)
-    sent: set[str] = set()
-    process: Process | None = None
-    taken: list[Input] = []
-
-    def ready(item: Input) -> bool:
-        cause = item.envelope.causation_id
-        return cause is None or cause not in owed_by_process or cause in sent
-
-    while any(queues.values()):
-        progressed = False
-        for queue in queues.values():
-            while queue and queue[0].envelope.message_id not in pending and ready(queue[0]):
-                if handle(process, queue[0].envelope, timeouts=timeouts).kind == "applied":
-                    break
-                taken.append(queue.popleft())
-                progressed = True
-        head = next(
-            (q for q in queues.values() if q and wanted and q[0].envelope.message_id == wanted[0]),
-            None,
-        )
-        if head is not None and ready(head[0]):
-            outcome = handle(process, head[0].envelope, timeouts=timeouts)
-            if outcome.kind != "applied":
-                return None
-            process = outcome.process
-            sent.update(command.message_id for command in outcome.commands)
-            pending.discard(wanted.popleft())
-            taken.append(head.popleft())
-            progressed = True
-        if not progressed:
+    ordered = [by_id[message_id] for message_id in taken_in]
+    last: dict[int, int] = {}
+    for item in ordered:
+        if item.offset <= last.get(item.topic_index, -1):
             return None
-    return taken
+        last[item.topic_index] = item.offset
+    return ordered
 
 
-def _commands_sent(applied: Sequence[Input], timeouts: Timeouts) -> set[str]:
-    """The ids of the commands ``applied`` makes the process send, applied in that order."""
-    process: Process | None = None
-    sent: set[str] = set()
-    for item in applied:
-        outcome = handle(process, item.envelope, timeouts=timeouts)
-        process = outcome.process
-        sent.update(command.message_id for command in outcome.commands)
-    return sent
+def untaken(inputs: Sequence[Input], taken_in: Sequence[str]) -> list[str]:
+    """Logged messages the process would react to that the live record never took in.
+
+    Timeouts are left out: one that is ignored is not remembered (its own deadline decides).
+    """
+    if len(taken_in) >= MAX_APPLIED_IDS:
+        return []  # the oldest ids were dropped: nothing can be told
+    seen = set(taken_in)
+    return [
+        item.envelope.message_id
+        for item in inputs
+        if item.envelope.type in REACTS_TO
+        and item.envelope.type != "ProcessTimedOut"
+        and item.envelope.message_id not in seen
+    ]
 
 
 @dataclass
@@ -196,12 +170,9 @@ def judge(
     found = compare(folded.process, process)
     if not found:
         return Verdict(None)
-    try:
-        interleaving = live_interleaving(inputs, process.applied, timeouts)
-    except ValueError:
-        interleaving = None
-    if interleaving is not None:
-        again = fold_order(interleaving, timeouts)
+    in_live_order = live_order(inputs, process.applied)
+    if in_live_order is not None and not untaken(inputs, process.applied):
+        again = fold_order(in_live_order, timeouts)
         if again.process is not None and not compare(again.process, process):
             return Verdict(None, reordered=True)
     return Verdict(Difference(order_id, "mismatch", found))

@@ -170,3 +170,10 @@ PATH_TO: dict[State | None, tuple[str, ...]] = {
 def given_state(state: State | None) -> Process | None:
     """A process in ``state`` (``None`` for the start), reached by ``PATH_TO[state]``."""
     return given(*PATH_TO[state]) if state is not None else None
+
+
+def remembered(process: Process | None, message_id: str) -> Process | None:
+    """``process`` unchanged but for having taken ``message_id`` in: what ``ignored`` leaves."""
+    if process is None:
+        return None
+    return process.model_copy(update={"applied": (*process.applied, message_id)})

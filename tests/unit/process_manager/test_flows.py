@@ -37,6 +37,7 @@ from tests.unit.process_manager.scenario import (
     envelope,
     given,
     given_state,
+    remembered,
     when,
 )
 
@@ -277,7 +278,7 @@ def test_an_operator_cancels_before_the_order_exists_and_no_payment_is_ever_requ
     late = when(process, "OrderInitialized")
 
     assert late.kind == "ignored"
-    assert late.process == process
+    assert late.process == remembered(process, "when")
     assert late.commands == ()
 
 
@@ -447,4 +448,26 @@ def test_a_message_type_outside_reacts_to_is_ignored_in_every_state(state: State
             causation_id=None,
         )
         outcome = handle(process, cause, timeouts=TIMEOUTS)
-        assert outcome.kind == "ignored" and outcome.process == process and not outcome.commands
+        assert outcome.kind == "ignored" and not outcome.commands
+        assert outcome.process == process
+
+
+def test_a_message_ignored_once_stays_ignored_when_delivered_again_later() -> None:
+    # Given a payment that finalized while the process was already cancelling (ignored there)
+    cancelling = given(*HAPPY[:2], "CancelProcess")
+    late = when(cancelling, "PaymentFinalized", message_id="late-payment")
+    assert late.kind == "ignored"
+    cancelled = when(late.process, "OrderCancelled", message_id="cancelled").process
+    discarded = when(cancelled, "PaymentDiscarded", message_id="discarded").process
+    assert discarded is not None and discarded.state == State.Cancelled
+
+    # When the broker delivers that payment again after the process was cancelled
+    again = handle(discarded, late_payment(cancelling), timeouts=TIMEOUTS)
+
+    # Then it is a duplicate: no late-success compensation is started for it a second time
+    assert again.kind == "duplicate"
+    assert again.process == discarded
+
+
+def late_payment(process: Process) -> Envelope:
+    return envelope(process, "PaymentFinalized", message_id="late-payment", at=LATER)

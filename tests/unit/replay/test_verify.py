@@ -7,7 +7,7 @@ from dataclasses import replace
 from aggregates.messages import deterministic_id
 from process_manager import Process, State
 from streams.replay import Input, TableRecord, fold_order, merge
-from streams.verify import compare, judge, live_interleaving
+from streams.verify import compare, judge, live_order
 from tests.unit.process_manager.scenario import HAPPY, ORDER, TIMEOUTS
 from tests.unit.replay.log import logged
 
@@ -24,23 +24,22 @@ def timestamp_order(inputs: list[Input]) -> list[Input]:
 
 
 def race() -> tuple[list[Input], Process]:
-    """An operator cancels while the payment is finalized; the worker saw the cancel first.
+    """An operator cancels while the payment fails; the worker saw the cancel first.
 
-    The payment's record timestamp is the earlier one, so the timestamp merge applies it.
+    The failure's record timestamp is the earlier one, so the timestamp merge applies it first
+    and folds another cancellation reason than the worker's.
     """
-    triggers = ("CartFinalized", "OrderInitialized", "CancelProcess", "PaymentFinalized")
-    cart, order, cancel, paid, cancelled, discarded = logged(
-        *triggers, "OrderCancelled", "PaymentDiscarded"
-    )
+    triggers = ("CartFinalized", "OrderInitialized", "CancelProcess", "PaymentFailed")
+    cart, order, cancel, failed, cancelled = logged(*triggers, "OrderCancelled")
     request = deterministic_id(order.envelope.message_id, "RequestPayment")
-    paid = replace(
-        paid,
+    failed = replace(
+        failed,
         timestamp=cancel.timestamp - 500,
-        envelope=paid.envelope.model_copy(update={"causation_id": request}),
+        envelope=failed.envelope.model_copy(update={"causation_id": request}),
     )
-    seen = [cart, order, cancel, paid, cancelled, discarded]
+    seen = [cart, order, cancel, failed, cancelled]
     live = fold_order(seen, TIMEOUTS).process
-    assert live is not None and paid.envelope.message_id not in live.applied
+    assert live is not None and live.cancellation_reason == "ManualCancellation"
     return timestamp_order(seen), live
 
 
@@ -89,13 +88,32 @@ def test_a_live_record_explained_by_another_interleaving_is_reordered_not_a_diff
     assert verdict.difference is None and verdict.reordered
 
 
-def test_the_interleaving_keeps_causality_a_reply_never_precedes_its_command() -> None:
+def test_the_live_order_is_the_order_the_worker_took_the_messages_in() -> None:
     inputs, live = race()
-    found = live_interleaving(inputs, live.applied, TIMEOUTS)
+    found = live_order(inputs, live.applied)
     assert found is not None
     types = [item.envelope.type for item in found]
-    assert types.index("PaymentFinalized") > types.index("OrderInitialized")
-    assert types.index("PaymentFinalized") > types.index("CancelProcess")
+    assert types.index("PaymentFailed") > types.index("CancelProcess")
+
+
+def test_a_live_order_that_reads_a_topic_backwards_is_refused() -> None:
+    inputs = logged(*HAPPY)
+    ids = [item.envelope.message_id for item in inputs]
+    same_topic = [i for i, item in enumerate(inputs) if item.topic_index == inputs[1].topic_index]
+    assert len(same_topic) >= 2  # e.g. OrderInitialized and OrderPaymentRecorded
+    swapped = list(ids)
+    a, b = same_topic[0], same_topic[1]
+    swapped[a], swapped[b] = swapped[b], swapped[a]
+    assert live_order(inputs, ids) is not None
+    assert live_order(inputs, swapped) is None
+
+
+def test_a_live_record_that_never_took_in_a_logged_message_is_a_mismatch() -> None:
+    inputs, live = race()
+    folded = fold_order(inputs, TIMEOUTS)
+    forgetful = live.model_copy(update={"applied": live.applied[:-1]})
+    verdict = judge(ORDER, inputs, folded, record(forgetful), 3, TIMEOUTS)
+    assert verdict.difference is not None and verdict.difference.kind == "mismatch"
 
 
 def test_a_tampered_live_state_is_a_mismatch() -> None:
@@ -114,7 +132,7 @@ def test_a_live_record_that_applied_an_unlogged_message_is_a_mismatch() -> None:
     folded = fold_order(inputs, TIMEOUTS)
     assert folded.process is not None
     bogus = folded.process.model_copy(update={"applied": (*folded.process.applied, "ghost")})
-    assert live_interleaving(inputs, bogus.applied, TIMEOUTS) is None
+    assert live_order(inputs, bogus.applied) is None
     verdict = judge(ORDER, inputs, folded, record(bogus), 3, TIMEOUTS)
     assert verdict.difference is not None and verdict.difference.kind == "mismatch"
 
