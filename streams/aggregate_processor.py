@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import threading
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,7 @@ from confluent_kafka import (
 
 from aggregates.decider import Rejected
 from aggregates.messages import CommandRejected, Envelope, Message, deterministic_id, order_id_of
+from streams import metrics
 from streams.aggregate_modules import AggregateModule
 from streams.aggregate_store import AggregateStore, Record
 from streams.codec import DeadLetter, DecodeError, decode, encode, partition_of
@@ -66,6 +68,8 @@ class AggregateProcessor:
         self.store: AggregateStore[Any] = AggregateStore(module.initial_state)
         self._unloaded: set[int] = set()
         self._due: list[tuple[datetime, int, str]] = []
+        # Results of the commands in the open transaction, counted once it commits.
+        self._decided: Counter[str] = Counter()
         self.ready = threading.Event()
 
     # Lifecycle
@@ -82,6 +86,7 @@ class AggregateProcessor:
         self.store = AggregateStore(self.module.initial_state)
         self._unloaded.clear()
         self._due.clear()
+        self._decided.clear()
         producer = Producer(
             self.settings.producer_config(
                 **{
@@ -156,6 +161,15 @@ class AggregateProcessor:
         producer.commit_transaction(30)
         self._index_due(self.store.staged)
         self.store.commit()
+        self._count(outputs)
+
+    def _count(self, outputs: list[Output]) -> None:
+        for result, count in self._decided.items():
+            metrics.command_decided(self.module.name, result, count)
+        self._decided.clear()
+        for topic, _, _ in outputs:
+            if topic == self.dead_letters:
+                metrics.dead_letter(self.commands_topic)
 
     # Rebalancing
 
@@ -244,21 +258,27 @@ class AggregateProcessor:
             module=self.module.name,
             order_id=aggregate_id,
             correlation_id=command.correlation_id,
-            causation_id=command.message_id,
+            causation_id=command.causation_id,
+            message_id=command.message_id,
             command=command.type,
         )
         record = self.store.get(partition, aggregate_id)
         if command.message_id in record.handled:
             bound.info("duplicate command skipped")
+            self._decided["duplicate"] += 1
             return []
+        result = "accepted"
         try:
             events = self.module.decide(command, record.state)
         except Rejected as rejection:
             bound.info("command rejected", reason=rejection.reason)
             events = [_rejected(command, rejection.reason)]
+            result = "rejected"
         except Exception as error:  # a bug must not stop the flow: it becomes a failure event
             bound.exception("command failed")
             events = [_rejected(command, f"internal error: {error!r}")]
+            result = "rejected"
+        self._decided[result] += 1
         state = record.state
         outputs: list[Output] = []
         now = datetime.now(UTC)

@@ -16,7 +16,16 @@ from typing import Any
 import mode
 
 from aggregates.messages import Envelope, ProcessTimedOut, deterministic_id
-from process_manager import DEFAULT_TIMEOUTS, REACTS_TO, Process, State, handle
+from process_manager import (
+    DEFAULT_TIMEOUTS,
+    REACTS_TO,
+    TRANSITIONS,
+    Process,
+    State,
+    handle,
+    trigger_of,
+)
+from streams import metrics
 from streams.app import create_app
 from streams.codec import DeadLetter, DecodeError, decode, encode
 from streams.deadlines import DeadlineIndex
@@ -68,11 +77,14 @@ async def on_message(event: Any) -> None:
     except DecodeError as error:
         await dead_letter(record, event.key, event.value, error.reason)
         return
+    topic_kind = record.topic.removeprefix(settings.topic_prefix)
     if envelope.type in REACTS_TO:
-        await apply(event.key, envelope)
+        await apply(event.key, envelope, topic_kind)
+    else:
+        metrics.message(topic_kind, "ignored")
 
 
-async def apply(key: bytes, envelope: Envelope) -> None:
+async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> None:
     bound = log.bind(
         order_id=key.decode(),
         correlation_id=envelope.correlation_id,
@@ -82,12 +94,18 @@ async def apply(key: bytes, envelope: Envelope) -> None:
     )
     current = load(processes.get(key))
     outcome = handle(current, envelope, timeouts=TIMEOUTS)
-    if outcome.kind == "applied" and outcome.process is not None:
+    metrics.message(topic_kind, outcome.kind)
+    if outcome.process is not None and outcome.process is not current:
+        # an ignored message changes the record too: its id is remembered
         processes[key] = outcome.process.model_dump_json().encode()
+    if outcome.kind == "applied" and outcome.process is not None:
         deadlines.push(key, outcome.process.deadline)
+        from_state = current.state if current else None
+        if (from_state, trigger_of(envelope.data)) in TRANSITIONS:  # not a fact merely noted
+            metrics.transition(from_state, outcome.process.state)
         bound.debug(
             "transition",
-            from_state=current.state if current else None,
+            from_state=from_state,
             to_state=outcome.process.state,
             commands=[c.type for c in outcome.commands],
         )
@@ -109,6 +127,7 @@ async def dead_letter(record: Any, key: bytes | None, value: bytes | None, reaso
     )
     letter = DeadLetter(reason, record.topic, record.partition, record.offset, key, value)
     await outputs[DEAD_LETTERS].send(key=key, value=letter.to_bytes())
+    metrics.dead_letter(record.topic)
 
 
 @app.timer(interval=settings.timeout_check_interval_s)  # type: ignore[untyped-decorator]
@@ -137,8 +156,16 @@ async def check_deadlines() -> None:
             causation_id=None,
         )
         await outputs["processes.commands"].send(key=key, value=encode(timed_out))
+        metrics.timeout_fired()
         log.info(
-            "deadline passed", order_id=process.order_id, state=process.state, deadline=deadline
+            "deadline passed",
+            order_id=process.order_id,
+            correlation_id=timed_out.correlation_id,
+            causation_id=timed_out.causation_id,
+            message_id=timed_out.message_id,
+            message_type=timed_out.type,
+            state=process.state,
+            deadline=deadline,
         )
 
 
@@ -168,3 +195,4 @@ class ModuleServices(mode.Service):
 
 
 register_views(app, processes, settings)
+metrics.register_metrics(app, processes, settings)

@@ -26,6 +26,7 @@ from aggregates.messages import (
     SendPackage,
     deterministic_id,
 )
+from streams import metrics
 from streams.codec import DeadLetter, DecodeError, decode
 from streams.logs import get_logger
 from streams.postgres.db import Connection, connect
@@ -39,6 +40,13 @@ log = get_logger(__name__)
 ACCEPTED = frozenset({"SendPackage"})
 
 Result = Literal["sent", "out_of_stock", "rejected", "duplicate", "dead_letter"]
+# commands_decided_total{result}: out of stock is a decision too (an event, not a refusal).
+DECIDED = {
+    "sent": "accepted",
+    "out_of_stock": "accepted",
+    "rejected": "rejected",
+    "duplicate": "duplicate",
+}
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,9 @@ class ShipmentHandler:
         outcomes = [self._process(record) for record in records]
         if any(outcome.result == "dead_letter" for outcome in outcomes):
             self._flush_dead_letters()
+            for outcome in outcomes:
+                if outcome.result == "dead_letter":
+                    metrics.dead_letter(outcome.record.topic)
         return outcomes
 
     def _process(self, record: Record) -> Outcome:
@@ -183,12 +194,15 @@ class ShipmentHandler:
             return Outcome(record, "dead_letter", reason=error.reason)
         assert isinstance(envelope.data, SendPackage)
         outcome = self.send_package(envelope, record)
+        metrics.command_decided("shipments", DECIDED[outcome.result])
         log.info(
             "shipment command processed",
             result=outcome.result,
             order_id=envelope.data.order_id,
             correlation_id=envelope.correlation_id,
-            causation_id=envelope.message_id,
+            causation_id=envelope.causation_id,
+            message_id=envelope.message_id,
+            message_type=envelope.type,
             event_id=outcome.event.message_id if outcome.event else None,
         )
         return outcome

@@ -10,12 +10,15 @@ consumers dedupe on it. Nothing is lost: a row is marked only after Kafka acknow
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka import Message as KafkaMessage
 
+from streams import metrics
 from streams.logs import get_logger
 from streams.postgres.db import Connection, connect
 from streams.settings import Settings
@@ -91,7 +94,11 @@ class OutboxRelay:
                 "UPDATE outbox SET published_at = now() WHERE id = ANY(%s)",
                 ([row_id for row_id, *_ in rows],),
             )
+        metrics.outbox_published(len(rows))
         log.info("outbox published", count=len(rows), last_id=rows[-1][0])
+        if log.is_enabled_for(logging.DEBUG):
+            for _, _, topic, key, value in rows:
+                _log_published(topic, key, bytes(value))
         return len(rows)
 
     def _publish(self, messages: list[tuple[str, bytes | None, bytes]]) -> None:
@@ -142,3 +149,16 @@ class OutboxRelay:
         if self._producer is not None:
             self._producer.flush(10)
             self._producer = None
+
+
+def _log_published(topic: str, key: bytes | None, value: bytes) -> None:
+    envelope = json.loads(value)
+    log.debug(
+        "outbox message published",
+        topic=topic,
+        order_id=bytes(key).decode() if key is not None else None,
+        correlation_id=envelope["correlation_id"],
+        causation_id=envelope["causation_id"],
+        message_id=envelope["message_id"],
+        message_type=envelope["type"],
+    )
