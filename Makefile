@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv up down clean topics lint test test-unit worker diagram start stop demo verify replay
+.PHONY: venv up down clean topics lint test test-unit worker diagram start stop demo verify replay fuzz chaos
 
 N ?= 2
 ORDERS ?= 1000
@@ -70,3 +70,11 @@ verify: venv  ## fold the event topics offline and diff against the live process
 
 replay: venv  ## rebuild the process table into APP_VERSION+1 (and the read model); prints how to switch
 	$(PY) -m streams.replay --read-model
+
+FUZZ_EXAMPLES ?= 100
+fuzz: topics  ## fuzzed bad input on every input topic against a real worker
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -m fuzz tests/fuzz
+
+CHAOS_ORDERS ?= 5000
+chaos: topics  ## kill -9 workers and restart the broker under load, then check every invariant
+	$(PY) -m tests.chaos.run --orders $(CHAOS_ORDERS)

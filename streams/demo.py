@@ -76,10 +76,17 @@ def kind_of(index: int) -> Kind:
     raise AssertionError("the mix covers 100 buckets")
 
 
-def cart_commands(order_id: str, index: int, kind: Kind) -> list[Message]:
-    products = [SCARCE] if kind.scarce else [CATALOGUE[index % len(CATALOGUE)]]
+def cart_commands(
+    order_id: str,
+    index: int,
+    kind: Kind,
+    catalogue: list[str] = CATALOGUE,
+    scarce: str = SCARCE,
+) -> list[Message]:
+    """OpenCart, one or two AddProduct and FinalizeCart for the ``index``-th cart of a run."""
+    products = [scarce] if kind.scarce else [catalogue[index % len(catalogue)]]
     if not kind.scarce and index % 3 == 0:
-        products.append(CATALOGUE[(index * 7 + 3) % len(CATALOGUE)])
+        products.append(catalogue[(index * 7 + 3) % len(catalogue)])
     commands: list[Message] = [OpenCart(cart_id=order_id, client_id=f"client-{index % 97}")]
     for n, product in enumerate(dict.fromkeys(products)):
         price = Decimal(f"{5 + (index + n) % 40}.99")
