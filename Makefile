@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv up down clean topics lint test test-unit worker diagram start stop demo verify replay fuzz chaos
+.PHONY: venv up down clean topics lint test test-unit worker diagram start stop demo verify replay fuzz chaos bench
 
 N ?= 2
 ORDERS ?= 1000
@@ -78,3 +78,6 @@ fuzz: topics  ## fuzzed bad input on every input topic against a real worker
 CHAOS_ORDERS ?= 5000
 chaos: topics  ## kill -9 workers and restart the broker under load, then check every invariant
 	$(PY) -m tests.chaos.run --orders $(CHAOS_ORDERS)
+
+bench: topics  ## benchmarks (BENCH_ARGS=--quick for a short run); results in .data/bench/ and bench/latest.json
+	$(PY) -m bench $(BENCH_ARGS)

@@ -10,14 +10,17 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass
 class DeadlineIndex:
     heap: list[tuple[datetime, bytes]] = field(default_factory=list)
     owned: frozenset[int] | None = None
-    announced: set[tuple[bytes, datetime]] = field(default_factory=set)
+    # (key, deadline) pairs already announced, oldest first; kept for a while in case the same
+    # deadline is pushed again, then forgotten so the set does not grow for ever.
+    announced: dict[tuple[bytes, datetime], None] = field(default_factory=dict)
+    remember_for: timedelta = timedelta(minutes=10)
 
     def needs_rebuild(self, owned: frozenset[int]) -> bool:
         return owned != self.owned
@@ -38,6 +41,10 @@ class DeadlineIndex:
         while self.heap and self.heap[0][0] <= now:
             deadline, key = heapq.heappop(self.heap)
             if (key, deadline) not in self.announced:
-                self.announced.add((key, deadline))
+                self.announced[(key, deadline)] = None
                 found.append((key, deadline))
+        for key, deadline in list(self.announced):
+            if deadline >= now - self.remember_for:
+                break
+            del self.announced[(key, deadline)]
         return found

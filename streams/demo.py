@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from aggregates.messages import (
     AddProduct,
@@ -139,7 +139,14 @@ def changelog_reader(settings: Settings) -> Consumer:
         )
     )
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
+    # Start at the ends as they are now: OFFSET_END would be resolved lazily, after records
+    # written meanwhile, which the demo would then never see.
+    ends = [
+        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+    ]
+    consumer.assign(
+        [TopicPartition(topic, p, end) for p, end in zip(partitions, ends, strict=True)]
+    )
     return consumer
 
 

@@ -1,0 +1,30 @@
+"""The timer's deadline index: each passed deadline announced once, and nothing kept for ever."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from streams.deadlines import DeadlineIndex
+
+T0 = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def test_a_passed_deadline_is_announced_once_even_if_pushed_twice() -> None:
+    index = DeadlineIndex()
+    index.rebuild(frozenset({0}), [(b"a", T0), (b"b", T0 + timedelta(seconds=5))])
+    index.push(b"a", T0)  # the same deadline written again (a noted fact)
+
+    assert index.due(T0) == [(b"a", T0)]
+    assert index.due(T0 + timedelta(seconds=1)) == []
+    assert index.due(T0 + timedelta(seconds=5)) == [(b"b", T0 + timedelta(seconds=5))]
+
+
+def test_announced_deadlines_are_forgotten_after_a_while() -> None:
+    index = DeadlineIndex(remember_for=timedelta(minutes=1))
+    index.rebuild(frozenset({0}), [(b"a", T0)])
+    index.due(T0)
+    assert (b"a", T0) in index.announced
+
+    index.due(T0 + timedelta(minutes=2))
+
+    assert index.announced == {}
