@@ -10,8 +10,10 @@ export PYTHONPATH := $(CURDIR)
 N ?= 2
 ORDERS ?= 1000
 RATE ?= 200
-# The demo's silent-gateway orders time out after 15 s in AwaitingPayment.
-export PROCESS_TIMEOUTS ?= {"AwaitingPayment": 15}
+# The workers of make start (and so of the demo) time a silent gateway out after 15 s in
+# AwaitingPayment; verify and replay must fold with the same timeouts.
+WORKER_TIMEOUTS ?= {"AwaitingPayment": 15}
+WITH_TIMEOUTS := PROCESS_TIMEOUTS='$(WORKER_TIMEOUTS)'
 
 venv: $(VENV)/.installed
 
@@ -56,7 +58,7 @@ diagram: venv  ## regenerate the README state diagram from the transition table
 	$(PY) -m tests.readme_diagram --write
 
 start: topics  ## N background workers (logs and pids under .data/workers/)
-	bash deploy/workers.sh start $(N)
+	$(WITH_TIMEOUTS) bash deploy/workers.sh start $(N)
 
 stop:  ## stop the background workers
 	bash deploy/workers.sh stop
@@ -66,10 +68,10 @@ demo: start  ## the main job: drive ORDERS carts through N workers and print the
 	@echo "The workers keep running: 'make stop' stops them, 'make down' stops Kafka and Postgres."
 
 verify: venv  ## fold the event topics offline and diff against the live process states
-	$(PY) -m streams.verify
+	$(WITH_TIMEOUTS) $(PY) -m streams.verify
 
 replay: venv  ## rebuild the process table into APP_VERSION+1 (and the read model); prints how to switch
-	$(PY) -m streams.replay --read-model
+	$(WITH_TIMEOUTS) $(PY) -m streams.replay --read-model
 
 FUZZ_EXAMPLES ?= 100
 fuzz: topics  ## fuzzed bad input on every input topic against a real worker

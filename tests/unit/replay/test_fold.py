@@ -94,7 +94,7 @@ def test_the_workers_timeouts_are_the_configured_ones_over_the_defaults() -> Non
     timeouts = worker_timeouts(settings)
     assert timeouts[State.AwaitingPayment] == timedelta(seconds=30)
     assert timeouts[State.AwaitingOrder] == DEFAULT_TIMEOUTS[State.AwaitingOrder]
-    every = worker_timeouts(Settings(process_timeout_all_s=4))
+    every = worker_timeouts(Settings(process_timeouts={}, process_timeout_all_s=4))
     assert set(every.values()) == {timedelta(seconds=4)}
 
 
