@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)
 
 N ?= 2
 ORDERS ?= 1000
-RATE ?= 200
+RATE ?= 50
 # The workers of make start (and so of the demo) time a silent gateway out after 15 s in
 # AwaitingPayment; verify and replay must fold with the same timeouts.
 WORKER_TIMEOUTS ?= {"AwaitingPayment": 15}
