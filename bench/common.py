@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     OffsetSpec,
 )
 
-from aggregates.messages import Envelope
 from streams.admin import ensure_topics
-from streams.codec import encode, key_of
-from streams.demo import Kind, cart_commands
+from streams.demo import Kind, cart_records
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -302,17 +299,7 @@ def reader_at_end(settings: Settings, topic: str) -> Consumer:
 
 def wire_commands(order_id: str, index: int, kind: Kind) -> list[tuple[bytes, bytes]]:
     """The (key, value) records of one cart, as the demo sends them."""
-    records = []
-    for command in cart_commands(order_id, index, kind):
-        envelope = Envelope.wrap(
-            command,
-            message_id=str(uuid.uuid4()),
-            occurred_at=datetime.now(UTC),
-            correlation_id=order_id,
-            causation_id=None,
-        )
-        records.append((key_of(envelope), encode(envelope)))
-    return records
+    return cart_records(order_id, index, kind)
 
 
 @dataclass

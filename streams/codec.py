@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from confluent_kafka import Message as KafkaRecord
 from pydantic import ValidationError
 
-from aggregates.messages import Envelope, from_wire, order_id_of, to_wire
+from aggregates.messages import Envelope, Message, from_wire, order_id_of, to_wire
 
 # A valid message is a few hundred bytes; anything this big is refused before parsing.
 MAX_VALUE_BYTES = 256 * 1024
@@ -27,6 +28,17 @@ class DecodeError(ValueError):
 
 def encode(envelope: Envelope) -> bytes:
     return json.dumps(to_wire(envelope), separators=(",", ":")).encode()
+
+
+def external(message: Message, message_id: str | None = None) -> Envelope:
+    """A message from outside the system (a shop, an operator): a fresh id, now, no cause."""
+    return Envelope.wrap(
+        message,
+        message_id=message_id or str(uuid.uuid4()),
+        occurred_at=datetime.now(UTC),
+        correlation_id=order_id_of(message),
+        causation_id=None,
+    )
 
 
 def key_of(envelope: Envelope) -> bytes:

@@ -16,20 +16,18 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from aggregates.messages import (
     AddProduct,
-    Envelope,
     FinalizeCart,
     Message,
     OpenCart,
     PaymentMethod,
 )
-from streams.codec import encode, key_of
+from streams.codec import encode, external, key_of
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings, get_settings
@@ -95,6 +93,18 @@ def cart_commands(
         )
     commands.append(FinalizeCart(cart_id=order_id, payment_method=kind.payment_method))
     return commands
+
+
+def cart_records(
+    order_id: str,
+    index: int,
+    kind: Kind,
+    catalogue: list[str] = CATALOGUE,
+    scarce: str = SCARCE,
+) -> list[tuple[bytes, bytes]]:
+    """The (key, value) records of one cart's commands, as a shop would send them."""
+    envelopes = [external(c) for c in cart_commands(order_id, index, kind, catalogue, scarce)]
+    return [(key_of(envelope), encode(envelope)) for envelope in envelopes]
 
 
 def seed_stock(settings: Settings, quantity: int = 1_000_000) -> None:
@@ -177,15 +187,8 @@ def run(settings: Settings, count: int, rate: float, timeout: float) -> Tracker:
     print(f"Driving {count} carts (run {run_id}) at up to {rate:.0f} carts/s", file=sys.stderr)
     started = time.monotonic()
     for index, (order_id, kind) in enumerate(orders.items()):
-        for command in cart_commands(order_id, index, kind):
-            envelope = Envelope.wrap(
-                command,
-                message_id=str(uuid.uuid4()),
-                occurred_at=datetime.now(UTC),
-                correlation_id=order_id,
-                causation_id=None,
-            )
-            producer.produce(topic, key=key_of(envelope), value=encode(envelope))
+        for key, value in cart_records(order_id, index, kind):
+            producer.produce(topic, key=key, value=value)
         tracker.finalized_at[order_id] = time.time()
         producer.poll(0)
         _drain(reader, tracker, 0)

@@ -18,17 +18,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Producer
 
-from aggregates.messages import Envelope
 from streams.admin import ping
-from streams.codec import encode, key_of
-from streams.demo import Tracker, cart_commands, changelog_reader, kind_of
+from streams.demo import Tracker, cart_records, changelog_reader, kind_of
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings, get_settings
@@ -62,15 +58,8 @@ def feed(
     started = time.monotonic()
     for n, (order_id, index) in enumerate(orders.items()):
         kind = kind_of(index)
-        for command in cart_commands(order_id, index, kind, skus[:-1], skus[-1]):
-            envelope = Envelope.wrap(
-                command,
-                message_id=str(uuid.uuid4()),
-                occurred_at=datetime.now(UTC),
-                correlation_id=order_id,
-                causation_id=None,
-            )
-            producer.produce(topic, key=key_of(envelope), value=encode(envelope))
+        for key, value in cart_records(order_id, index, kind, skus[:-1], skus[-1]):
+            producer.produce(topic, key=key, value=value)
         tracker.finalized_at[order_id] = time.time()
         producer.poll(0)
         ahead = (n + 1) / rate - (time.monotonic() - started)

@@ -12,7 +12,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -24,7 +23,6 @@ from aggregates.messages import (
     CancelProcess,
     CartOpened,
     CompleteOrder,
-    Envelope,
     Message,
     OpenCart,
     OrderCompleted,
@@ -35,6 +33,7 @@ from aggregates.messages import (
     SettlePayment,
     to_wire,
 )
+from streams.codec import external
 from streams.settings import Settings
 from tests.fuzz.strategies import INPUT_TOPICS, bad_record, wrong_topics
 from tests.integration.flows import place_order, stock, wait_terminal
@@ -63,16 +62,6 @@ def sample(topic: str, order_id: str) -> Message:
         ),
         "processes.commands": CancelProcess(order_id=order_id, reason="r", requested_by="u"),
     }[topic]
-
-
-def wrapped(message: Message, order_id: str) -> Envelope:
-    return Envelope.wrap(
-        message,
-        message_id=str(uuid.uuid4()),
-        occurred_at=datetime.now(UTC),
-        correlation_id=order_id,
-        causation_id=None,
-    )
 
 
 def produce_at(
@@ -120,10 +109,10 @@ def test_bad_records_become_dead_letters_and_valid_orders_still_complete(
     topics = data.draw(st.lists(st.sampled_from(INPUT_TOPICS), min_size=1, max_size=4))
     bad: list[tuple[str, bytes | None, bytes]] = []
     for topic in topics:
-        envelope = wrapped(sample(topic, order_id), order_id)
+        envelope = external(sample(topic, order_id))
         _, key, value = data.draw(bad_record(to_wire(envelope), order_id.encode()))
         bad.append((settings_.topic(topic), key, value))
-    misplaced = wrapped(sample(data.draw(st.sampled_from(INPUT_TOPICS)), order_id), order_id)
+    misplaced = external(sample(data.draw(st.sampled_from(INPUT_TOPICS)), order_id))
     wire = json.dumps(to_wire(misplaced)).encode()
     elsewhere = data.draw(st.sampled_from(wrong_topics(misplaced.type)))
     bad.append((settings_.topic(elsewhere), order_id.encode(), wire))

@@ -10,15 +10,14 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from aggregates.messages import Envelope, Message, from_wire, order_id_of
+from aggregates.messages import Envelope, Message, from_wire
 from streams.admin import ensure_topics
-from streams.codec import encode, key_of
+from streams.codec import encode, external, key_of
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,13 +193,7 @@ def isolated_settings(settings: Settings) -> tuple[Settings, dict[str, str]]:
 
 def wire(message: Message, *, message_id: str | None = None) -> tuple[bytes, bytes]:
     """(key, value) of an external command, as a client would send it."""
-    envelope = Envelope.wrap(
-        message,
-        message_id=message_id or str(uuid.uuid4()),
-        occurred_at=datetime.now(UTC),
-        correlation_id=order_id_of(message),
-        causation_id=None,
-    )
+    envelope = external(message, message_id)
     return key_of(envelope), encode(envelope)
 
 
