@@ -27,6 +27,12 @@ from streams.settings import get_settings
 ALL = ("baseline", "e2e", "tools", "growth", "timeouts")
 
 
+def kafka_version() -> str:
+    """The broker version deploy/kafka/pom.xml pins."""
+    pom = (Path(__file__).resolve().parents[1] / "deploy" / "kafka" / "pom.xml").read_text()
+    return pom.split("<kafka.version>", 1)[1].split("<", 1)[0]
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -46,7 +52,7 @@ def machine() -> dict[str, Any]:
         "nproc": int(nproc or 0),
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "cpu": cpu,
-        "kafka": "4.4.0",
+        "kafka": kafka_version(),
         "python": platform.python_version(),
         "kernel": platform.release(),
         "load_avg_at_start": list(Path("/proc/loadavg").read_text().split()[:3]),

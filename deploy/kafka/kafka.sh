@@ -62,7 +62,7 @@ while True:
     s = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
     if not s.startswith("-"): print(s); break')"
   log "formatting KRaft storage (cluster $cluster_id)"
-  java -cp "$here/lib/*" -Dlog4j2.configurationFile="$here/log4j2.properties" \
+  java -cp "$here/lib/*" -Dlog4j.configuration="file:$here/log4j.properties" \
     -Dkafka.logs.dir="$data/logs" \
     kafka.tools.StorageTool format -t "$cluster_id" -c "$data/server.properties" --ignore-formatted \
     >> "$data/logs/format.log" 2>&1
@@ -86,7 +86,7 @@ start() {
   # setsid: the broker outlives the shell that started it (make, CI steps).
   setsid java -Xms512m -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$here/log4j2.properties" \
+    -Dlog4j.configuration="file:$here/log4j.properties" \
     -Dkafka.logs.dir="$data/logs" \
     -cp "$here/lib/*" kafka.Kafka "$data/server.properties" \
     > "$data/logs/console.log" 2>&1 < /dev/null &
