@@ -157,6 +157,7 @@ class AggregateProcessor:
             producer.send_offsets_to_transaction(
                 [TopicPartition(self.commands_topic, p, o) for p, o in offsets.items()],
                 consumer.consumer_group_metadata(),
+                30,  # the default waits for ever; a stuck call must end the session instead
             )
         producer.commit_transaction(30)
         self._index_due(self.store.staged)
