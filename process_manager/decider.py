@@ -40,6 +40,17 @@ from process_manager.table import NOTED, REACTS_TO, TRANSITIONS, trigger_of
 
 OutcomeKind = Literal["applied", "duplicate", "ignored"]
 
+COMPENSATING: Final = frozenset(
+    {
+        State.CancellingOrder,
+        State.CancellingOrderWithPayment,
+        State.DiscardingPayment,
+        State.RefundingPayment,
+        State.Cancelled,
+    }
+)
+"""The states a cancelled order's process passes through."""
+
 CANCELLATION_REASONS: Final[dict[str, CancellationReason]] = {
     "PaymentFailed": "PaymentFailed",
     "ProductWasOutOfStock": "ProductWasOutOfStock",
@@ -86,11 +97,22 @@ def handle(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -
         update={
             "state": transition.next,
             "deadline": deadline_for(transition.next, envelope.occurred_at, timeouts),
+            "cancellation_reason": _reason(state, transition.next, trigger, process),
         }
     )
     commands = tuple(build(command, moved, envelope) for command in transition.commands)
     after = _record(moved.model_copy(update={"owed": commands}), envelope, state, commands)
     return Outcome("applied", after, commands, f"{trigger}: {state} -> {transition.next}")
+
+
+def _reason(
+    state: State | None, next_state: State, trigger: str, process: Process | None
+) -> CancellationReason | None:
+    """The cancellation reason after a move: set by the move that starts compensating."""
+    reason = None if process is None else process.cancellation_reason
+    if reason is None and state not in COMPENSATING and next_state in COMPENSATING:
+        return CANCELLATION_REASONS.get(trigger)
+    return reason
 
 
 def resume(process: Process) -> list[Envelope]:
@@ -125,9 +147,6 @@ def evolve(process: Process | None, envelope: Envelope) -> Process:
             return process.model_copy(update={"payment_finalized_at": finalized_at})
         case PaymentSettled():
             return process.model_copy(update={"payment_settled": True})
-    reason = CANCELLATION_REASONS.get(message.type)
-    if reason is not None and process.cancellation_reason is None:
-        return process.model_copy(update={"cancellation_reason": reason})
     return process
 
 

@@ -471,3 +471,16 @@ def test_a_message_ignored_once_stays_ignored_when_delivered_again_later() -> No
 
 def late_payment(process: Process) -> Envelope:
     return envelope(process, "PaymentFinalized", message_id="late-payment", at=LATER)
+
+
+def test_a_timeout_while_completing_resends_complete_order_and_cancels_nothing() -> None:
+    # Given a process whose package was sent, waiting for the order to complete
+    completing = given(*HAPPY[:5])
+
+    # When its deadline passes
+    outcome = when(completing, "ProcessTimedOut")
+
+    # Then CompleteOrder is sent again, and the order is not marked as cancelled
+    assert outcome.process is not None and outcome.process.state == State.Completing
+    assert [c.type for c in outcome.commands] == ["CompleteOrder"]
+    assert outcome.process.cancellation_reason is None
