@@ -29,7 +29,7 @@ from aggregates.messages import (
 from streams import metrics
 from streams.codec import DeadLetter, DecodeError, decode
 from streams.logs import get_logger
-from streams.postgres.db import Connection, connect
+from streams.postgres.db import Connection, LazyConnection
 from streams.settings import Settings
 from streams.shipment import store
 from streams.shipment.faults import HANDLER_CRASH_BEFORE_OFFSET_COMMIT, crash_point
@@ -103,7 +103,7 @@ class ShipmentHandler:
         self.commands_topic = settings.topic("shipments.commands")
         self.events_topic = settings.topic("shipments.events")
         self.dead_letters_topic = settings.topic("dead-letters")
-        self._conn: Connection | None = None
+        self._db = LazyConnection(settings.database_url)
         self._producer: Producer | None = None
         self._delivery_errors: list[KafkaError] = []
         self.ready = threading.Event()
@@ -211,7 +211,7 @@ class ShipmentHandler:
         """One transaction: gather (inbox, locked stock), decide (reserve), apply (outbox)."""
         assert isinstance(command.data, SendPackage)
         data = command.data
-        conn = self._connection()
+        conn = self._db.get()
         with conn.transaction():
             if not store.remember(conn, command.message_id):
                 return Outcome(record, "duplicate")
@@ -308,15 +308,8 @@ class ShipmentHandler:
 
     # Resources
 
-    def _connection(self) -> Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(self.settings.database_url)
-        return self._conn
-
     def _reset(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._db.close()
 
     def close(self) -> None:
         self._reset()

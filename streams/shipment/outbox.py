@@ -20,7 +20,7 @@ from confluent_kafka import Message as KafkaMessage
 
 from streams import metrics
 from streams.logs import get_logger
-from streams.postgres.db import Connection, connect
+from streams.postgres.db import LazyConnection
 from streams.settings import Settings
 from streams.shipment.faults import RELAY_CRASH_AFTER_PUBLISH, crash_point
 
@@ -50,7 +50,7 @@ class OutboxRelay:
         self.idle_interval = idle_interval
         self.retry_backoff = retry_backoff
         self.flush_timeout = flush_timeout
-        self._conn: Connection | None = None
+        self._db = LazyConnection(settings.database_url)
         self._producer: Producer | None = None
         self.ready = threading.Event()
 
@@ -75,7 +75,7 @@ class OutboxRelay:
 
     def publish_batch(self) -> int:
         """Publish and mark one batch in one transaction; return how many rows it held."""
-        conn = self._connection()
+        conn = self._db.get()
         with conn.transaction():
             rows = conn.execute(
                 """
@@ -130,22 +130,13 @@ class OutboxRelay:
             )
         return self._producer
 
-    def _connection(self) -> Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(self.settings.database_url)
-        return self._conn
-
     def _reset(self) -> None:
         # A failed batch leaves the producer possibly holding undelivered messages: start over.
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._db.close()
         self._producer = None
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._db.close()
         if self._producer is not None:
             self._producer.flush(10)
             self._producer = None
