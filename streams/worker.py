@@ -17,11 +17,9 @@ import mode
 
 from aggregates.messages import Envelope, ProcessTimedOut, deterministic_id
 from process_manager import (
-    DEFAULT_TIMEOUTS,
     REACTS_TO,
     TRANSITIONS,
     Process,
-    State,
     handle,
     trigger_of,
 )
@@ -30,6 +28,7 @@ from streams.app import create_app
 from streams.codec import DeadLetter, DecodeError, decode, encode
 from streams.deadlines import DeadlineIndex
 from streams.logs import configure_logging, get_logger
+from streams.replay import worker_timeouts
 from streams.runner import Component, module_components, start
 from streams.settings import get_settings
 from streams.topics import ACCEPTED_TYPES, COMMAND_TOPIC, DEAD_LETTERS, EVENT_TOPICS
@@ -53,10 +52,7 @@ outputs = {
 processes = app.Table(
     "processes", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
 )
-TIMEOUTS = {
-    **DEFAULT_TIMEOUTS,
-    **{State(s): t for s, t in settings.timeout_overrides([s.value for s in State]).items()},
-}
+TIMEOUTS = worker_timeouts(settings)  # the same ones verify and replay fold with
 deadlines = DeadlineIndex()
 
 
