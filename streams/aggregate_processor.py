@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,7 @@ from streams import metrics
 from streams.aggregate_modules import AggregateModule
 from streams.aggregate_store import AggregateStore, Record
 from streams.codec import DeadLetter, DecodeError, decode, encode, partition_of
+from streams.consuming import take
 from streams.logs import get_logger
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
@@ -52,6 +54,7 @@ from streams.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
 log = get_logger(__name__)
 
 Output = tuple[str, bytes | None, bytes]
+STATUS_EVERY_S = 10.0
 
 
 class AggregateProcessor:
@@ -70,6 +73,8 @@ class AggregateProcessor:
         self._due: list[tuple[datetime, int, str]] = []
         # Results of the commands in the open transaction, counted once it commits.
         self._decided: Counter[str] = Counter()
+        self._consumed = 0  # records taken in since the last status line
+        self._next_status = 0.0
         self.ready = threading.Event()
 
     # Lifecycle
@@ -121,9 +126,11 @@ class AggregateProcessor:
         )
         try:
             while not stop.is_set():
-                records = consumer.consume(self.batch_size, timeout=0.1)
+                records = take(consumer, self.batch_size, timeout=0.1)
                 self._load_assigned(consumer)
                 self.ready.set()
+                self._consumed += len(records)
+                self._report_status(consumer)
                 # Never decide for a partition whose state is not loaded (revoked meanwhile):
                 # its commands stay uncommitted and go to the new owner.
                 for failed in (r for r in records if r.error() is not None):
@@ -171,6 +178,30 @@ class AggregateProcessor:
         for topic, _, _ in outputs:
             if topic == self.dead_letters:
                 metrics.dead_letter(self.commands_topic)
+
+    def _report_status(self, consumer: Consumer) -> None:
+        """Every STATUS_EVERY_S, one line: what this processor owns, took in, and lags by."""
+        now = time.monotonic()
+        if now < self._next_status:
+            return
+        self._next_status = now + STATUS_EVERY_S
+        owned = sorted(self.store.owned())
+        lag: dict[int, int] = {}
+        if owned:
+            positions = consumer.position([TopicPartition(self.commands_topic, p) for p in owned])
+            for tp in positions:
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                if tp.offset >= 0 and high >= 0:
+                    lag[tp.partition] = high - tp.offset
+        log.info(
+            "processor status",
+            module=self.module.name,
+            owned=owned,
+            unloaded=sorted(self._unloaded),
+            consumed=self._consumed,
+            lag=lag,
+        )
+        self._consumed = 0
 
     # Rebalancing
 

@@ -39,6 +39,7 @@ from aggregates.messages import (
     order_id_of,
 )
 from streams.codec import DecodeError, decode, partition_of
+from streams.consuming import take
 from streams.logs import get_logger
 from streams.postgres.db import Connection, connect
 from streams.postgres.migrate import migrate
@@ -361,7 +362,7 @@ class OrdersProjector:
 
     def _poll(self, consumer: Consumer) -> None:
         assert self._conn is not None
-        records = consumer.consume(self.batch_size, timeout=0.2)
+        records = take(consumer, self.batch_size, timeout=0.2)
         for record in records:
             if record.error() is not None:
                 log.warning("read model consumer error", error=str(record.error()))

@@ -28,6 +28,7 @@ from aggregates.messages import (
 )
 from streams import metrics
 from streams.codec import DeadLetter, DecodeError, decode
+from streams.consuming import take
 from streams.logs import get_logger
 from streams.postgres.db import Connection, LazyConnection
 from streams.settings import Settings
@@ -161,7 +162,7 @@ class ShipmentHandler:
 
     def _poll(self, consumer: Consumer) -> list[Record]:
         records = []
-        for message in consumer.consume(self.batch_size, timeout=self.poll_timeout):
+        for message in take(consumer, self.batch_size, timeout=self.poll_timeout):
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from streams.consuming import take
 from streams.settings import Settings
 from tests.integration.harness import (
     Service,
@@ -63,3 +66,27 @@ def test_postgres_round_trip(settings: Settings) -> None:
         row = conn.execute("SELECT note FROM probe WHERE id = %s", (1,)).fetchone()
     # Then it comes back unchanged
     assert row == ("hello",)
+
+
+def test_take_returns_a_waiting_record_without_waiting_for_a_full_batch(
+    settings: Settings,
+) -> None:
+    # Given a consumer at the start of a topic that holds one record
+    topic = unique("take")
+    create_topics(settings, topic)
+    produce(settings, topic, [(b"order-1", b"a")])
+    consumer = Consumer(settings.confluent_config(**{"group.id": unique("take")}))
+    consumer.assign(
+        [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.topic_partitions)]
+    )
+    try:
+        # When up to 500 records are taken with a long timeout
+        started = time.monotonic()
+        taken = take(consumer, 500, timeout=20.0)
+        waited = time.monotonic() - started
+
+        # Then the one record comes back long before the timeout (consume(500) waits it all)
+        assert [(r.key(), r.value()) for r in taken] == [(b"order-1", b"a")]
+        assert waited < 10.0
+    finally:
+        consumer.close()
