@@ -139,8 +139,9 @@ class Scenario:
         log(f"{self.name}: workers stopped")
 
     def pids(self) -> list[int]:
+        """The worker processes (not their supervisors, whose pids are in w<n>.pid)."""
         found = []
-        for pidfile in sorted((self.data_dir / "workers").glob("w*.pid")):
+        for pidfile in sorted((self.data_dir / "workers").glob("w*.worker.pid")):
             try:
                 found.append(int(pidfile.read_text().strip()))
             except (OSError, ValueError):

@@ -42,7 +42,7 @@ from confluent_kafka import (
 
 from aggregates.decider import Rejected
 from aggregates.messages import CommandRejected, Envelope, Message, deterministic_id, order_id_of
-from streams import metrics
+from streams import liveness, metrics
 from streams.aggregate_modules import AggregateModule
 from streams.aggregate_store import AggregateStore, Record
 from streams.codec import DeadLetter, DecodeError, decode, encode, partition_of
@@ -81,6 +81,7 @@ class AggregateProcessor:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            liveness.beat()
             try:
                 self._session(stop)
             except KafkaException as error:
@@ -126,6 +127,7 @@ class AggregateProcessor:
         )
         try:
             while not stop.is_set():
+                liveness.beat()
                 records = take(consumer, self.batch_size, timeout=0.1)
                 self._load_assigned(consumer)
                 self.ready.set()
@@ -164,8 +166,9 @@ class AggregateProcessor:
             producer.send_offsets_to_transaction(
                 [TopicPartition(self.commands_topic, p, o) for p, o in offsets.items()],
                 consumer.consumer_group_metadata(),
-                30,  # the default waits for ever; a stuck call must end the session instead
+                30,  # the default waits for ever; yet it can still hang (streams/liveness.py)
             )
+            liveness.beat()
         producer.commit_transaction(30)
         self._index_due(self.store.staged)
         self.store.commit()
@@ -242,6 +245,7 @@ class AggregateProcessor:
         open_partitions = set(partitions)
         try:
             while open_partitions:
+                liveness.beat()
                 for message in reader.consume(1000, timeout=1.0):
                     error = message.error()
                     if error is not None:

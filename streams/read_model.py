@@ -38,6 +38,7 @@ from aggregates.messages import (
     PaymentSettled,
     order_id_of,
 )
+from streams import liveness
 from streams.codec import DecodeError, decode, partition_of
 from streams.consuming import take
 from streams.logs import get_logger
@@ -353,6 +354,7 @@ class OrdersProjector:
             try:
                 consumer.subscribe(list(self.topics), on_assign=self._on_assign)
                 while not stop.is_set():
+                    liveness.beat()
                     self._poll(consumer)
             finally:
                 consumer.close()

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Protocol
 
+from streams import liveness
 from streams.aggregate_modules import modules
 from streams.aggregate_processor import AggregateProcessor
 from streams.logs import configure_logging, get_logger
@@ -55,7 +56,11 @@ def module_components(
     return selected
 
 
-def start(components: dict[str, Component], stop: threading.Event) -> list[threading.Thread]:
+def start(
+    components: dict[str, Component], stop: threading.Event, stall_exit_after_s: float
+) -> list[threading.Thread]:
+    """Each component in a thread named after it, and the watchdog over their loops."""
+    liveness.watch(stop, stall_exit_after_s)
     threads = []
     for name, component in components.items():
         thread = threading.Thread(target=_guarded(name, component, stop), name=name, daemon=True)
@@ -72,6 +77,7 @@ def _guarded(name: str, component: Component, stop: threading.Event) -> Callable
             except Exception:
                 log.exception("component crashed; restarting", component=name)
                 stop.wait(1.0)
+        liveness.retire()
 
     return run
 
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, lambda *_: stop.set())
     only = args.only.split(",") if args.only else None
     components = module_components(settings, only)
-    threads = start(components, stop)
+    threads = start(components, stop, settings.stall_exit_after_s)
     for component in components.values():
         component.ready.wait()
     log.info("modules running", modules=[t.name for t in threads])

@@ -184,7 +184,7 @@ class ModuleServices(mode.Service):
 
     async def on_start(self) -> None:
         self._components = module_components(settings)
-        start(self._components, self._stop)
+        start(self._components, self._stop, settings.stall_exit_after_s)
 
     async def on_stop(self) -> None:
         self._stop.set()

@@ -26,7 +26,7 @@ from aggregates.messages import (
     SendPackage,
     deterministic_id,
 )
-from streams import metrics
+from streams import liveness, metrics
 from streams.codec import DeadLetter, DecodeError, decode
 from streams.consuming import take
 from streams.logs import get_logger
@@ -141,6 +141,7 @@ class ShipmentHandler:
         log.info("shipment handler started", topic=self.commands_topic)
         try:
             while not stop.is_set():
+                liveness.beat()
                 records = self._poll(consumer)
                 self.ready.set()
                 if not records:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka import Message as KafkaMessage
 
-from streams import metrics
+from streams import liveness, metrics
 from streams.logs import get_logger
 from streams.postgres.db import LazyConnection
 from streams.settings import Settings
@@ -59,6 +59,7 @@ class OutboxRelay:
         log.info("outbox relay started", topics=self.topics)
         try:
             while not stop.is_set():
+                liveness.beat()
                 try:
                     published = self.publish_batch()
                     self.ready.set()

@@ -40,6 +40,9 @@ class Faults:
 
     kills: list[dict[str, float | str]] = field(default_factory=list)
     broker_restarts: list[dict[str, float]] = field(default_factory=list)
+    # Workers that exited by themselves (the watchdog's exit 70 on a stuck module loop), and
+    # were started again, as deploy/workers.sh's supervisor does.
+    exits: list[dict[str, float | str | int]] = field(default_factory=list)
 
 
 def seed(database_url: str, skus: dict[str, int]) -> None:
@@ -77,6 +80,17 @@ def kill_and_restart(worker: Service, faults: Faults) -> None:
     faults.kills.append({"worker": worker.name, "resumed_after_s": time.monotonic() - killed_at})
 
 
+def restart_exited(worker: Service, faults: Faults) -> None:
+    assert worker.process is not None
+    code = worker.process.returncode
+    print(f"\n  {worker.name} exited by itself with {code}; starting it again", file=sys.stderr)
+    started_at = time.monotonic()
+    worker.start(ready_timeout=120)
+    faults.exits.append(
+        {"worker": worker.name, "exit_code": code, "resumed_after_s": time.monotonic() - started_at}
+    )
+
+
 def restart_broker(faults: Faults) -> None:
     stopped_at = time.monotonic()
     subprocess.run(["bash", str(KAFKA), "stop"], check=True, capture_output=True)
@@ -100,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         "PROCESS_TIMEOUTS": json.dumps(timeouts),
         "PROCESS_TIMEOUT_ALL_S": "120",
         "PAYMENT_SETTLEMENT_DELAY_S": "3",
+        "STALL_EXIT_AFTER_S": "60",
     }
     run_id = env["APP_ID"]
     skus = [f"{run_id}-sku-{n:02d}" for n in range(20)]
@@ -127,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
             for message in reader.consume(1000, timeout=0.5):
                 if message.error() is None and message.key() is not None:
                     tracker.observe(message.key(), message.value(), message.timestamp()[1])
+            for worker in workers:
+                if not worker.running():
+                    restart_exited(worker, faults)
             feeding = feeder.is_alive()
             if feeding and time.monotonic() >= next_fault:
                 progress = tracker.done() / len(orders)
@@ -163,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         "elapsed_s": round(elapsed, 1),
         "kills": faults.kills,
         "broker_restarts": faults.broker_restarts,
+        "exits": faults.exits,
         "outcomes": outcomes,
     }
     print(json.dumps(report, indent=2))
