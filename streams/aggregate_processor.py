@@ -47,6 +47,7 @@ from streams.aggregate_modules import AggregateModule
 from streams.aggregate_store import AggregateStore, Record
 from streams.codec import DeadLetter, DecodeError, decode, encode, partition_of
 from streams.consuming import take
+from streams.faults import PROCESSOR_HANG_BEFORE_OFFSETS, hang_point
 from streams.logs import get_logger
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
@@ -158,6 +159,7 @@ class AggregateProcessor:
         for topic, key, value in outputs:
             producer.produce(topic, key=key, value=value)
         if records:
+            hang_point(PROCESSOR_HANG_BEFORE_OFFSETS)
             offsets: dict[int, int] = {}
             for record in records:
                 offsets[partition_of(record)] = max(

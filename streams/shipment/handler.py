@@ -29,11 +29,11 @@ from aggregates.messages import (
 from streams import liveness, metrics
 from streams.codec import DeadLetter, DecodeError, decode
 from streams.consuming import take
+from streams.faults import HANDLER_CRASH_BEFORE_OFFSET_COMMIT, crash_point
 from streams.logs import get_logger
 from streams.postgres.db import Connection, LazyConnection
 from streams.settings import Settings
 from streams.shipment import store
-from streams.shipment.faults import HANDLER_CRASH_BEFORE_OFFSET_COMMIT, crash_point
 from streams.shipment.reservation import OutOfStock, Reserved, reserve
 
 log = get_logger(__name__)

@@ -19,10 +19,10 @@ from confluent_kafka import KafkaError, Producer
 from confluent_kafka import Message as KafkaMessage
 
 from streams import liveness, metrics
+from streams.faults import RELAY_CRASH_AFTER_PUBLISH, crash_point
 from streams.logs import get_logger
 from streams.postgres.db import LazyConnection
 from streams.settings import Settings
-from streams.shipment.faults import RELAY_CRASH_AFTER_PUBLISH, crash_point
 
 log = get_logger(__name__)
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from aggregates.messages import AddProduct, FinalizeCart, OpenCart, ProductItem
+from streams.faults import PROCESSOR_HANG_BEFORE_OFFSETS
+from streams.liveness import EXIT_STALLED
 from streams.settings import Settings
 from tests.integration.harness import (
     Service,
@@ -19,6 +21,7 @@ from tests.integration.harness import (
     produce,
     produce_raw,
     read_all,
+    read_to_end,
     unique,
     wire,
 )
@@ -164,3 +167,40 @@ def test_every_kind_of_malformed_command_lands_in_dead_letters_and_valid_ones_co
 
 def _b64(raw: bytes | None) -> str | None:
     return None if raw is None else base64.b64encode(raw).decode()
+
+
+def test_a_module_loop_stuck_in_a_client_call_ends_the_process_and_a_restart_decides_once(
+    settings: Settings, services: list[Service], tmp_path: Path
+) -> None:
+    # Given the cart module with a 31 s watchdog, whose transaction will hang before its offsets
+    # are sent, as librdkafka's send_offsets_to_transaction can after a broker restart
+    isolated, env = isolated_settings(settings)
+    env |= {"STALL_EXIT_AFTER_S": "31"}
+    stuck = module_runner(
+        {**env, "ORDERFLOW_FAULT": PROCESSOR_HANG_BEFORE_OFFSETS}, tmp_path, only="carts"
+    )
+    services.append(stuck)
+    stuck.start()
+    cart_id = unique("cart")
+
+    # When a command arrives
+    produce(
+        isolated,
+        isolated.topic("carts.commands"),
+        [wire(OpenCart(cart_id=cart_id, client_id="c"))],
+    )
+
+    # Then the watchdog ends the process with its own exit code
+    assert stuck.process is not None
+    assert stuck.process.wait(timeout=120) == EXIT_STALLED, stuck.tail()
+    assert "module loop stalled" in stuck.tail()
+
+    # When the module starts again without the fault
+    runner = module_runner(env, tmp_path, only="carts")
+    services.append(runner)
+    runner.start()
+
+    # Then the command was decided, once
+    events = envelopes(read_all(isolated, isolated.topic("carts.events"), expected=1, timeout=30))
+    assert [e.type for e in events] == ["CartOpened"], runner.tail()
+    assert len(read_to_end(isolated, isolated.topic("carts.events"))) == 1
