@@ -134,6 +134,18 @@ def untaken(inputs: Sequence[Input], taken_in: Sequence[str]) -> list[str]:
     ]
 
 
+def fold_in_live_order(
+    inputs: Sequence[Input], taken_in: Sequence[str], timeouts: Timeouts
+) -> Folded | None:
+    """The fold of the logged inputs in the order a live record took them in, or ``None``
+    when that order is not a possible delivery order of the log (see ``live_order``) or leaves
+    out a logged message the process reacts to."""
+    ordered = live_order(inputs, taken_in)
+    if ordered is None or untaken(inputs, taken_in):
+        return None
+    return fold_order(ordered, timeouts)
+
+
 @dataclass
 class Verdict:
     """How one order compares: ``None`` difference means it matches (maybe ``reordered``)."""
@@ -170,11 +182,9 @@ def judge(
     found = compare(folded.process, process)
     if not found:
         return Verdict(None)
-    in_live_order = live_order(inputs, process.applied)
-    if in_live_order is not None and not untaken(inputs, process.applied):
-        again = fold_order(in_live_order, timeouts)
-        if again.process is not None and not compare(again.process, process):
-            return Verdict(None, reordered=True)
+    again = fold_in_live_order(inputs, process.applied, timeouts)
+    if again is not None and again.process is not None and not compare(again.process, process):
+        return Verdict(None, reordered=True)
     return Verdict(Difference(order_id, "mismatch", found))
 
 

@@ -18,12 +18,13 @@ from aggregates.messages import (
     PaymentFinalized,
     PaymentRefunded,
     PaymentSettled,
+    ProcessTimedOut,
     ProductItem,
     deterministic_id,
 )
 from process_manager import DEFAULT_TIMEOUTS
 from streams.check import double_effects, order_violations, shipped_quantities, stock_violations
-from streams.replay import Input
+from streams.replay import Input, fold_order
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 ORDER = "order-1"
@@ -65,6 +66,68 @@ def test_an_order_stuck_half_way_is_reported_as_not_terminal() -> None:
     assert order_violations(ORDER, inputs, DEFAULT_TIMEOUTS) == [
         "order-1: not terminal, in AwaitingPayment"
     ]
+
+
+def _payment_held_up_by_a_broker_restart() -> tuple[list[Input], list[str]]:
+    """PaymentFinalized stamped before the timeout, but visible (committed) only after it.
+
+    Inputs by record timestamp, as the checker merges them, and the order the worker took
+    them in: the timeout first, the payment then merely noted, the order cancelled and the
+    payment discarded."""
+    topic = {"carts": 0, "orders": 1, "payments": 2, "processes": 4}
+    deadline = fold_order(history(FINALIZED, INITIALIZED), DEFAULT_TIMEOUTS).process.deadline  # type: ignore[union-attr]
+    late = deadline + timedelta(seconds=1)  # type: ignore[operator]
+    steps = [
+        ("m0", "carts", 0, T0, FINALIZED),
+        ("m1", "orders", 0, T0 + timedelta(seconds=1), INITIALIZED),  # as history() stamps it
+        ("m2", "payments", 0, T0, PAID),
+        ("m3", "processes", 0, late, ProcessTimedOut(order_id=ORDER, deadline=deadline)),
+        ("m4", "orders", 1, late, OrderCancelled(order_id=ORDER, reason="TimedOut")),
+        ("m5", "payments", 1, late, PaymentDiscarded(payment_id=PAY, order_id=ORDER)),
+    ]
+    inputs = [
+        Input(
+            n,
+            topic[name],
+            offset,
+            ORDER,
+            Envelope.wrap(
+                message,
+                message_id=message_id,
+                occurred_at=at,
+                correlation_id=ORDER,
+                causation_id=f"c{n}",
+            ),
+        )
+        for n, (message_id, name, offset, at, message) in enumerate(steps)
+    ]
+    return inputs, ["m0", "m1", "m3", "m2", "m4", "m5"]
+
+
+def test_an_order_that_ended_in_the_order_the_worker_took_its_inputs_in_is_terminal() -> None:
+    # Given a payment whose transaction became visible only after the order timed out
+    inputs, taken_in = _payment_held_up_by_a_broker_restart()
+    assert order_violations(ORDER, inputs, DEFAULT_TIMEOUTS) == [
+        "order-1: not terminal, in RecordingPayment"
+    ], "by timestamp, the payment comes first"
+
+    # When the checker also has the order the live record took them in
+    violations = order_violations(ORDER, inputs, DEFAULT_TIMEOUTS, taken_in)
+
+    # Then that fold is terminal and nothing is wrong
+    assert violations == []
+
+
+def test_a_worker_order_against_a_topics_own_order_is_not_used() -> None:
+    # Given a claimed order that puts the discard before the payment's finalization
+    inputs, _ = _payment_held_up_by_a_broker_restart()
+    impossible = ["m0", "m1", "m3", "m5", "m4", "m2"]
+
+    # When the checker judges the order with it
+    violations = order_violations(ORDER, inputs, DEFAULT_TIMEOUTS, impossible)
+
+    # Then it falls back on the timestamp order, which is not terminal
+    assert violations == ["order-1: not terminal, in RecordingPayment"]
 
 
 def test_an_order_both_completed_and_cancelled_is_reported() -> None:
