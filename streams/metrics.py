@@ -209,7 +209,7 @@ class ConsumerLag:
             if time.monotonic() - self._at < self.ttl:
                 return
             try:
-                self._lag = self._measure()
+                self._lag = self.measure()
             except Exception as error:  # a scrape must not fail because Kafka is slow
                 log.warning("consumer lag not measured", error=repr(error))
                 self._admin = None
@@ -225,7 +225,8 @@ class ConsumerLag:
             gauge.add_metric([group, topic], lag)
         yield gauge
 
-    def _measure(self) -> dict[tuple[str, str], int]:
+    def measure(self) -> dict[tuple[str, str], int]:
+        """The lag per (group, topic) now (blocking Kafka requests; no cache)."""
         admin = self._admin = self._admin or AdminClient(self.settings.confluent_config())
         partitions = range(self.settings.topic_partitions)
         topics = sorted({t for ts in self.groups.values() for t in ts})
