@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.utils.functional import consecutive_numbers
 
 from streams.settings import Settings
 
@@ -50,6 +52,61 @@ def use_read_committed() -> None:
         )
 
 
+_faust_add_gap = faust_consumer.Consumer._add_gap
+
+
+async def add_gap(consumer: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    """Record the offsets a Faust consumer never received (transaction markers, aborted
+    records) between the last record read and the next one, ``offset_to``.
+
+    Faust records ``offset_to`` in the gap too, though it is a record to be processed (and
+    acked) like any other: a gap could then commit it before it was processed, and its
+    duplicate in the acked offsets ends every run of consecutive offsets (see
+    ``committable_offset``).
+    """
+    await _faust_add_gap(consumer, tp, offset_from, offset_to - 1)
+
+
+def committable_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset a Faust consumer may commit for ``tp``: past the first run of acked offsets,
+    counting the offsets it never received (gaps) as acked; ``None`` when there is none.
+
+    Faust's own ``Consumer._new_offset`` merged the gaps into the acked offsets with
+    duplicates, and a duplicate ends a run, so each commit advanced past one gap only
+    (robinhood/faust#625). On a topic written in transactions a marker follows every few
+    records, so the group's committed offsets fell thousands of records behind, and a
+    restarted worker consumed them all again.
+    """
+    acked = consumer._acked[tp]
+    if not acked:
+        return None
+    top = max(acked)
+    gap = consumer._gap[tp]
+    offsets = set(acked)
+    if gap:
+        for interval in gap.overlap(0, top + 1):
+            offsets.update(range(interval.begin, min(interval.end, top + 1)))
+        gap.chop(0, top + 1)
+    ordered = sorted(offsets)
+    committed = consumer._committed_offset[tp]
+    # After a seek Faust's read offset is the committed offset itself, so an offset never
+    # received right there is not recorded as a gap: allow that one, as Faust does.
+    if committed and ordered[0] - committed > 1:
+        acked[:] = ordered
+        return None
+    batch = next(consecutive_numbers(ordered))
+    acked[:] = ordered[len(batch) :]
+    consumer._acked_index[tp].difference_update(batch)
+    return int(batch[-1]) + 1
+
+
+def use_gap_safe_commits() -> None:
+    """Make Faust consumers commit past transaction markers at once (``add_gap``,
+    ``committable_offset``)."""
+    faust_consumer.Consumer._add_gap = add_gap  # type: ignore[method-assign,assignment]
+    faust_consumer.Consumer._new_offset = committable_offset  # type: ignore[method-assign,assignment]
+
+
 def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) -> faust.App:
     """A Faust app wired to the configured Kafka, RocksDB store and web bind address.
 
@@ -83,4 +140,5 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
     }
     options.update(overrides)
     use_read_committed()
+    use_gap_safe_commits()
     return faust.App(app_id or settings.app_id, **options)
