@@ -106,20 +106,7 @@ class AggregateProcessor:
         )
         # Aborts whatever this worker left open before a crash, so readers are not held up.
         producer.init_transactions(30)
-        consumer = Consumer(
-            self.settings.confluent_config(
-                **{
-                    "group.id": self.group,
-                    # Static membership: a restarted worker takes its partitions back at once
-                    # instead of waiting for its old session to time out.
-                    "group.instance.id": f"{self.group}-{self.settings.stable_worker_id()}",
-                    "session.timeout.ms": 10000,
-                    "isolation.level": "read_committed",
-                    "enable.auto.commit": False,
-                    "auto.offset.reset": "earliest",
-                }
-            )
-        )
+        consumer = Consumer(self.settings.member_config(self.group))
         consumer.subscribe(
             [self.commands_topic],
             on_assign=self._on_assign,

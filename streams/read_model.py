@@ -340,15 +340,10 @@ class OrdersProjector:
         self._conn = connect(self.settings.database_url)
         try:
             consumer = Consumer(
-                self.settings.confluent_config(
-                    **{
-                        "group.id": self.group,
-                        "isolation.level": "read_committed",
-                        "enable.auto.commit": False,
-                        "auto.offset.reset": "earliest",
-                        # range: partition p of every events topic goes to the same member
-                        "partition.assignment.strategy": "range",
-                    }
+                self.settings.member_config(
+                    self.group,
+                    # range: partition p of every events topic goes to the same member
+                    **{"partition.assignment.strategy": "range"},
                 )
             )
             try:

@@ -94,10 +94,8 @@ class ShipmentHandler:
         batch_size: int = 200,
         poll_timeout: float = 0.5,
         retry_backoff: float = 1.0,
-        session_timeout_ms: int = 10_000,
     ) -> None:
         self.settings = settings
-        self.session_timeout_ms = session_timeout_ms
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
         self.retry_backoff = retry_backoff
@@ -113,22 +111,7 @@ class ShipmentHandler:
 
     def run(self, stop: threading.Event) -> None:
         """Consume, process and commit batch after batch until ``stop`` is set."""
-        consumer = Consumer(
-            self.settings.confluent_config(
-                **{
-                    "group.id": f"{self.settings.app_id}-shipments",
-                    # Static membership: a restarted worker takes its partitions back at once.
-                    "group.instance.id": (
-                        f"{self.settings.app_id}-shipments-{self.settings.stable_worker_id()}"
-                    ),
-                    "enable.auto.commit": False,
-                    "isolation.level": "read_committed",
-                    "auto.offset.reset": "earliest",
-                    # A crashed worker's partitions move to the others after this long.
-                    "session.timeout.ms": self.session_timeout_ms,
-                }
-            )
-        )
+        consumer = Consumer(self.settings.member_config(f"{self.settings.app_id}-shipments"))
         consumer.subscribe(
             [self.commands_topic],
             on_assign=lambda _, partitions: log.info(
