@@ -138,10 +138,11 @@ class Scenario:
         self.started = False
         log(f"{self.name}: workers stopped")
 
-    def pids(self) -> list[int]:
-        """The worker processes (not their supervisors, whose pids are in w<n>.pid)."""
+    def pids(self, kind: str = "w") -> list[int]:
+        """The worker processes (kind w), or their module runners (kind m); not their
+        supervisors, whose pids are in <kind><n>.pid."""
         found = []
-        for pidfile in sorted((self.data_dir / "workers").glob("w*.worker.pid")):
+        for pidfile in sorted((self.data_dir / "workers").glob(f"{kind}*.worker.pid")):
             try:
                 found.append(int(pidfile.read_text().strip()))
             except (OSError, ValueError):

@@ -130,9 +130,15 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
         cpu = e.get("cpu", {})
         cpu_note = ""
         if cpu:
-            shares = ", ".join(f"{c:.0%}" for c in cpu["worker_cpu_share_of_one_core"])
+            shares = [f"{c:.0%}" for c in cpu["worker_cpu_share_of_one_core"]]
             busy = cpu["machine_busy_share"]
-            cpu_note = f"; worker CPU {shares} of a core, machine {busy:.0%} busy"
+            if e.get("modules_apart"):
+                cpu_note = (
+                    f"; modules apart: worker CPU {', '.join(shares[:w])}, module runner CPU "
+                    f"{', '.join(shares[w:])} of a core, machine {busy:.0%} busy"
+                )
+            else:
+                cpu_note = f"; worker CPU {', '.join(shares)} of a core, machine {busy:.0%} busy"
         rows.append(
             row(
                 f"e2e {w}w: completed orders/s (steady)",
@@ -360,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--growth-budget", type=float, help="seconds of feeding live ones")
     parser.add_argument("--profile", type=float, default=0.0, help="py-spy the 1-worker e2e")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete bench topics")
+    parser.add_argument(
+        "--modules-in-worker",
+        action="store_true",
+        help="e2e: module handlers inside the workers, not in runners beside them",
+    )
     args = parser.parse_args(argv)
     selected = [s.strip() for s in args.only.split(",") if s.strip()]
     quick = args.quick
@@ -370,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = REPO / ".data" / "bench" / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
     base = get_settings()
-    ctx = Context(base, run_dir, Ports(16200), args.keep_topics, args.profile)
+    ctx = Context(
+        base, run_dir, Ports(16200), args.keep_topics, args.profile, not args.modules_in_worker
+    )
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     results: dict[str, Any] = {
         "command": command.strip(),

@@ -48,6 +48,9 @@ class Context:
     ports: Ports
     keep_topics: bool = False
     profile_s: float = 0.0
+    # each worker runs the process manager and has a module runner process beside it (the
+    # deploy/workers.sh default); False: the module handlers run inside the e2e workers
+    modules_apart: bool = True
 
 
 def _orders(prefix: str, first: int, count: int, kind: Kind) -> list[tuple[str, int, Kind]]:
@@ -83,8 +86,14 @@ def e2e(
 ) -> dict[str, Any]:
     """Throughput of ``orders`` paid orders fed as fast as the system takes them, then
     latency at ~70% of that rate; Kafka records produced to every topic of the scenario."""
-    result: dict[str, Any] = {"workers": workers, "orders": orders, "window": window}
-    with Scenario(f"e2e{workers}w", ctx.base, ctx.run_dir, ctx.ports, workers=workers) as sc:
+    result: dict[str, Any] = {
+        "workers": workers,
+        "orders": orders,
+        "window": window,
+        "modules_apart": ctx.modules_apart,
+    }
+    env = {"WORKER_RUNS_MODULES": "false" if ctx.modules_apart else "true"}
+    with Scenario(f"e2e{workers}w", ctx.base, ctx.run_dir, ctx.ports, workers, env) as sc:
         sc.keep_topics = True  # deleted below, after after_stop
         try:
             seed_stock(sc.settings)
@@ -97,7 +106,7 @@ def e2e(
                     8.0, _profile_both, (sc.pids()[0], ctx.profile_s, sc.data_dir, result)
                 )
                 profiler.start()
-            cpu = CpuWindow(sc.pids()).start()
+            cpu = CpuWindow(sc.pids() + sc.pids("m")).start()
             drive = Drive(sc.settings, _orders(sc.settings.app_id, 0, orders, PAID), window=window)
             drive.timeout = max(600.0, orders / 5)
             drive.run(reader, f"e2e {workers}w throughput")

@@ -26,11 +26,20 @@ ROCKSDB_OPTIONS = {
 }
 
 
+# Faust asks aiokafka for fetch_max_wait_ms=1500. aiokafka keeps one fetch in flight per broker
+# and leaves out of it the partitions whose records are still buffered; once they are consumed,
+# their next records wait for that fetch, which the broker holds until another partition has
+# data or this time passes. With 40 input partitions on one broker that wait paced the process
+# manager: 38 orders/s with the CPU half idle, 60 with 100 ms (bench, 1 worker, same machine).
+FETCH_MAX_WAIT_MS = 100
+
+
 def _read_committed(create: Any) -> Any:
     def create_worker_consumer(self: Any, transport: Any) -> Any:
         consumer = create(self, transport)
-        # aiokafka builds its fetcher from this attribute in start(), after construction.
+        # aiokafka builds its fetcher from these attributes in start(), after construction.
         consumer._isolation_level = "read_committed"
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
     create_worker_consumer.read_committed = True  # type: ignore[attr-defined]
@@ -38,7 +47,7 @@ def _read_committed(create: Any) -> Any:
 
 
 def use_read_committed() -> None:
-    """Make Faust workers read only committed records.
+    """Make Faust workers read only committed records (and fetch with FETCH_MAX_WAIT_MS).
 
     The command handlers append events in Kafka transactions; an aborted transaction's events
     must never reach the process manager. Faust reads read_committed only in its own

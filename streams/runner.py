@@ -1,6 +1,7 @@
 """Runs the module services (the command handlers and the shipment outbox relay) in threads.
 
     python -m streams.runner [--only carts,orders,payments,shipments,outbox,read_model]
+                             [--metrics-port PORT]
 
 The same components run inside every Faust worker (see streams/worker.py); this entry point
 runs them on their own, for tests and for operators who scale modules separately.
@@ -15,7 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Protocol
 
-from streams import liveness
+import prometheus_client
+
+from streams import liveness, metrics
 from streams.aggregate_modules import modules
 from streams.aggregate_processor import AggregateProcessor
 from streams.logs import configure_logging, get_logger
@@ -85,9 +88,15 @@ def _guarded(name: str, component: Component, stop: threading.Event) -> Callable
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m streams.runner")
     parser.add_argument("--only", help="comma-separated module names")
+    parser.add_argument("--metrics-port", type=int, help="serve GET /metrics on this port")
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
+    if args.metrics_port:
+        # the module counters (commands_decided_total, outbox_published_total, dead letters)
+        prometheus_client.start_http_server(
+            args.metrics_port, addr=settings.web_bind, registry=metrics.REGISTRY
+        )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

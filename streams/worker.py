@@ -183,6 +183,9 @@ class ModuleServices(mode.Service):
         self._components: dict[str, Component] = {}
 
     async def on_start(self) -> None:
+        if not settings.worker_runs_modules:
+            log.info("module handlers not started here (WORKER_RUNS_MODULES=false)")
+            return
         self._components = module_components(settings)
         start(self._components, self._stop, settings.stall_exit_after_s)
 

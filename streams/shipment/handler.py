@@ -1,16 +1,19 @@
 """The shipment command handler: ``shipments.commands`` in, Postgres and the outbox out.
 
-Batching: the consumer takes up to ``batch_size`` records; each command runs in its own short
-Postgres transaction (inbox, stock, package, outbox together), so stock rows stay locked only
-for one command and one bad command never undoes the others. Dead letters of the batch are
-flushed, and then the offsets of the whole batch are committed. A crash before that commit
-redelivers the batch, and the inbox turns every redelivered command into a no-op.
+Batching: the consumer takes up to ``batch_size`` records, and the whole batch runs in one
+Postgres transaction (inbox, stock, packages, outbox), one commit and so one disk flush per
+batch rather than per command. The stock rows of every product in the batch are locked first,
+in sku order, so two workers' batches never deadlock. Each command still decides on its own
+(all of its items or none); a database error undoes the batch, which is then processed again.
+Dead letters of the batch are flushed, and then the offsets of the whole batch are committed.
+A crash before that commit redelivers the batch, and the inbox turns every redelivered command
+into a no-op.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -158,75 +161,69 @@ class ShipmentHandler:
     # One batch
 
     def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
-        """Apply every record, each in its own transaction; dead letters are flushed on return.
+        """Apply every record in one transaction; dead letters are flushed on return.
 
         Raises when the database or the dead-letter topic fails: then nothing may be
         committed, and the batch is processed again (the inbox makes that harmless).
         """
-        outcomes = [self._process(record) for record in records]
-        if any(outcome.result == "dead_letter" for outcome in outcomes):
-            self._flush_dead_letters()
-            for outcome in outcomes:
-                if outcome.result == "dead_letter":
-                    metrics.dead_letter(outcome.record.topic)
-        return outcomes
-
-    def _process(self, record: Record) -> Outcome:
-        try:
-            envelope = decode(record.key, record.value, ACCEPTED)
-        except DecodeError as error:
-            self._dead_letter(record, error.reason)
-            return Outcome(record, "dead_letter", reason=error.reason)
-        assert isinstance(envelope.data, SendPackage)
-        outcome = self.send_package(envelope, record)
-        metrics.command_decided("shipments", DECIDED[outcome.result])
-        log.info(
-            "shipment command processed",
-            result=outcome.result,
-            order_id=envelope.data.order_id,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.causation_id,
-            message_id=envelope.message_id,
-            message_type=envelope.type,
-            event_id=outcome.event.message_id if outcome.event else None,
-        )
-        return outcome
-
-    def send_package(self, command: Envelope, record: Record) -> Outcome:
-        """One transaction: gather (inbox, locked stock), decide (reserve), apply (outbox)."""
-        assert isinstance(command.data, SendPackage)
-        data = command.data
+        commands: list[Envelope | DecodeError] = []
+        for record in records:
+            try:
+                commands.append(decode(record.key, record.value, ACCEPTED))
+            except DecodeError as error:
+                commands.append(error)
         conn = self._db.get()
         with conn.transaction():
-            if not store.remember(conn, command.message_id):
-                return Outcome(record, "duplicate")
-            existing = store.package_of(conn, data.order_id)
-            if existing is not None:
-                reason = f"order {data.order_id} already has package {existing}"
-                return self._reject(conn, command, record, reason)
-            stock = store.lock_stock(conn, (item.product_id for item in data.product_items))
-            match reserve(data.product_items, stock):
-                case Reserved(quantities=quantities):
-                    package_id = deterministic_id(command.message_id, "package")
-                    if not store.add_package(conn, package_id, data.order_id, data.product_items):
-                        # Another command for this order committed a package meanwhile.
-                        reason = f"order {data.order_id} already has a package"
-                        return self._reject(conn, command, record, reason)
-                    store.take_stock(conn, quantities)
-                    sent = PackageWasSent(
-                        package_id=package_id,
-                        order_id=data.order_id,
-                        product_items=data.product_items,
-                    )
-                    return Outcome(record, "sent", self._emit(conn, command, sent))
-                case OutOfStock(product_id=product_id, requested=requested, available=available):
-                    short = ProductWasOutOfStock(
-                        order_id=data.order_id,
-                        product_id=product_id,
-                        requested=requested,
-                        available=available,
-                    )
-                    return Outcome(record, "out_of_stock", self._emit(conn, command, short))
+            store.lock_stock(conn, _products(c for c in commands if isinstance(c, Envelope)))
+            outcomes = [
+                self.send_package(conn, command, record)
+                if isinstance(command, Envelope)
+                else self._dead_letter(record, command.reason)
+                for record, command in zip(records, commands, strict=True)
+            ]
+        if any(outcome.result == "dead_letter" for outcome in outcomes):
+            self._flush_dead_letters()
+        for outcome, command in zip(outcomes, commands, strict=True):
+            if isinstance(command, Envelope):
+                _report(outcome, command)
+            else:
+                metrics.dead_letter(outcome.record.topic)
+        return outcomes
+
+    def send_package(self, conn: Connection, command: Envelope, record: Record) -> Outcome:
+        """Gather (inbox, locked stock), decide (reserve), apply (outbox), in ``conn``'s
+        open transaction."""
+        assert isinstance(command.data, SendPackage)
+        data = command.data
+        if not store.remember(conn, command.message_id):
+            return Outcome(record, "duplicate")
+        existing = store.package_of(conn, data.order_id)
+        if existing is not None:
+            reason = f"order {data.order_id} already has package {existing}"
+            return self._reject(conn, command, record, reason)
+        stock = store.lock_stock(conn, (item.product_id for item in data.product_items))
+        match reserve(data.product_items, stock):
+            case Reserved(quantities=quantities):
+                package_id = deterministic_id(command.message_id, "package")
+                if not store.add_package(conn, package_id, data.order_id, data.product_items):
+                    # Another command for this order committed a package meanwhile.
+                    reason = f"order {data.order_id} already has a package"
+                    return self._reject(conn, command, record, reason)
+                store.take_stock(conn, quantities)
+                sent = PackageWasSent(
+                    package_id=package_id,
+                    order_id=data.order_id,
+                    product_items=data.product_items,
+                )
+                return Outcome(record, "sent", self._emit(conn, command, sent))
+            case OutOfStock(product_id=product_id, requested=requested, available=available):
+                short = ProductWasOutOfStock(
+                    order_id=data.order_id,
+                    product_id=product_id,
+                    requested=requested,
+                    available=available,
+                )
+                return Outcome(record, "out_of_stock", self._emit(conn, command, short))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _reject(self, conn: Connection, command: Envelope, record: Record, reason: str) -> Outcome:
@@ -254,7 +251,7 @@ class ShipmentHandler:
 
     # Dead letters
 
-    def _dead_letter(self, record: Record, reason: str) -> None:
+    def _dead_letter(self, record: Record, reason: str) -> Outcome:
         letter = DeadLetter(
             reason, record.topic, record.partition, record.offset, record.key, record.value
         )
@@ -271,6 +268,7 @@ class ShipmentHandler:
             value=letter.to_bytes(),
             on_delivery=self._delivered,
         )
+        return Outcome(record, "dead_letter", reason=reason)
 
     def _delivered(self, error: KafkaError | None, _message: KafkaMessage) -> None:
         if error is not None:
@@ -301,6 +299,33 @@ class ShipmentHandler:
         if self._producer is not None:
             self._producer.flush(10)
             self._producer = None
+
+
+def _products(commands: Iterable[Envelope]) -> set[str]:
+    return {
+        item.product_id
+        for command in commands
+        if isinstance(command.data, SendPackage)
+        for item in command.data.product_items
+    }
+
+
+def _report(outcome: Outcome, command: Envelope) -> None:
+    """Count and log one decided command (after its transaction committed)."""
+    metrics.command_decided("shipments", DECIDED[outcome.result])
+    assert isinstance(command.data, SendPackage)
+    report = log.debug if outcome.result in ("sent", "out_of_stock") else log.info
+    report(
+        "shipment command processed",
+        result=outcome.result,
+        reason=outcome.reason,
+        order_id=command.data.order_id,
+        correlation_id=command.correlation_id,
+        causation_id=command.causation_id,
+        message_id=command.message_id,
+        message_type=command.type,
+        event_id=outcome.event.message_id if outcome.event else None,
+    )
 
 
 def _next_offsets(records: Sequence[Record]) -> list[TopicPartition]:
