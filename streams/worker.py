@@ -91,8 +91,12 @@ async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> None:
     current = load(processes.get(key))
     outcome = handle(current, envelope, timeouts=TIMEOUTS)
     metrics.message(topic_kind, outcome.kind)
-    if outcome.process is not None and outcome.process is not current:
-        # an ignored message changes the record too: its id is remembered
+    if outcome.process is not None and (
+        outcome.process is not current or outcome.kind == "duplicate"
+    ):
+        # An ignored message changes the record too: its id is remembered. A duplicate writes
+        # the record again: a worker killed after its RocksDB write but before the changelog
+        # write reached Kafka restarts with a record the changelog lacks (found by chaos).
         processes[key] = outcome.process.model_dump_json().encode()
     if outcome.kind == "applied" and outcome.process is not None:
         deadlines.push(key, outcome.process.deadline)
