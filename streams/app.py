@@ -146,6 +146,10 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
         "broker_session_timeout": 10.0,
         "broker_heartbeat_interval": 3.0,
         "consumer_group_instance_id": f"{app_id or settings.app_id}-{settings.stable_worker_id()}",
+        # A worker that joins before its broker knows the partitions of freshly created topics
+        # (right after a broker start) is assigned nothing, and only a metadata refresh that
+        # finds them rebalances: aiokafka's default age of 5 min left one idle that long.
+        "consumer_metadata_max_age_ms": 15_000,
     }
     options.update(overrides)
     use_read_committed()
