@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bench.common import log, partitions_of, percentile
+from streams.producing import produce_waiting
 from streams.settings import Settings
 
 
@@ -28,16 +29,6 @@ def _value(order_id: str, n: int, size: int) -> bytes:
     raw = json.dumps(body, separators=(",", ":"))
     body["data"]["pad"] = "x" * max(0, size - len(raw))  # type: ignore[index]
     return json.dumps(body, separators=(",", ":")).encode()
-
-
-def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes | None) -> None:
-    """produce, waiting for deliveries while librdkafka's queue is full."""
-    while True:
-        try:
-            producer.produce(topic, key=key, value=value)
-            return
-        except BufferError:
-            producer.poll(0.05)
 
 
 def _create(settings: Settings, *names: str) -> None:
@@ -70,7 +61,7 @@ def relay(settings: Settings, count: int, size: int = 400, orders: int = 2000) -
         loader = Producer(settings.producer_config(**{"linger.ms": 20, "enable.idempotence": True}))
         for n in range(count):
             order_id = f"bench-{tag}-{n % orders:06d}"
-            _produce(loader, source, order_id.encode(), _value(order_id, n, size))
+            produce_waiting(loader, source, key=order_id.encode(), value=_value(order_id, n, size))
             if n % 1000 == 0:
                 loader.poll(0)
         assert loader.flush(60) == 0, "relay source not loaded"
@@ -96,7 +87,7 @@ def relay(settings: Settings, count: int, size: int = 400, orders: int = 2000) -
             for message in consumer.consume(500, timeout=0.5):
                 if message.error() is not None:
                     continue
-                _produce(producer, sink, message.key(), message.value())
+                produce_waiting(producer, sink, key=message.key(), value=message.value())
                 relayed += 1
             producer.poll(0)
         producer.flush(60)

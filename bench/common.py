@@ -21,6 +21,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from streams.admin import ensure_topics
 from streams.demo import Kind, cart_records
+from streams.producing import produce_waiting
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -353,12 +354,7 @@ class Drive:
             if sent < total and in_flight < self.window and paced_ok:
                 order_id, index, kind = self.orders[sent]
                 for key, value in wire_commands(order_id, index, kind):
-                    while True:
-                        try:
-                            producer.produce(topic, key=key, value=value)
-                            break
-                        except BufferError:
-                            producer.poll(0.05)
+                    produce_waiting(producer, topic, key=key, value=value)
                 self.sent_at[order_id] = time.time()
                 sent += 1
                 producer.poll(0)

@@ -53,6 +53,7 @@ from streams import read_model
 from streams.codec import DecodeError, decode
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
+from streams.producing import produce_waiting
 from streams.settings import Settings, get_settings
 from streams.topics import ACCEPTED_TYPES, EVENT_TOPICS
 
@@ -471,18 +472,15 @@ class ChangelogWriter:
 
     def write(self, partition: int, order_id: str, process: Process) -> None:
         value = process.model_dump_json().encode()
-        while True:
-            try:
-                self.producer.produce(
-                    self.topic,
-                    key=order_id.encode(),
-                    value=value,
-                    partition=partition,
-                    on_delivery=self._delivered,
-                )
-                break
-            except BufferError:
-                self.producer.poll(0.5)
+        produce_waiting(
+            self.producer,
+            self.topic,
+            poll_s=0.5,
+            key=order_id.encode(),
+            value=value,
+            partition=partition,
+            on_delivery=self._delivered,
+        )
         self.producer.poll(0)
 
     def close(self) -> None:
