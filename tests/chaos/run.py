@@ -81,15 +81,23 @@ def kill_and_restart(worker: Service, faults: Faults) -> None:
     faults.kills.append({"worker": worker.name, "resumed_after_s": time.monotonic() - killed_at})
 
 
-def restart_exited(worker: Service, faults: Faults) -> None:
-    assert worker.process is not None
-    code = worker.process.returncode
-    print(f"\n  {worker.name} exited by itself with {code}; starting it again", file=sys.stderr)
-    started_at = time.monotonic()
-    worker.start(ready_timeout=120)
-    faults.exits.append(
-        {"worker": worker.name, "exit_code": code, "resumed_after_s": time.monotonic() - started_at}
-    )
+def restart_exited(workers: list[Service], faults: Faults) -> None:
+    """Start again every worker that exited by itself, as deploy/workers.sh's supervisor does."""
+    for worker in workers:
+        if worker.running():
+            continue
+        assert worker.process is not None
+        code = worker.process.returncode
+        print(f"\n  {worker.name} exited by itself with {code}; starting it again", file=sys.stderr)
+        started_at = time.monotonic()
+        worker.start(ready_timeout=120)
+        faults.exits.append(
+            {
+                "worker": worker.name,
+                "exit_code": code,
+                "resumed_after_s": time.monotonic() - started_at,
+            }
+        )
 
 
 def drain(settings: Settings, workers: list[Service], faults: Faults, limit_s: float) -> int:
@@ -100,9 +108,7 @@ def drain(settings: Settings, workers: list[Service], faults: Faults, limit_s: f
     deadline = time.monotonic() + limit_s
     left = -1
     while time.monotonic() < deadline:
-        for worker in workers:
-            if not worker.running():
-                restart_exited(worker, faults)
+        restart_exited(workers, faults)
         try:
             behind = {f"{g} {t}": n for (g, t), n in lag.measure().items() if n}
         except Exception as error:  # the broker may still be recovering
@@ -168,9 +174,7 @@ def run(args: argparse.Namespace) -> int:
             for message in reader.consume(1000, timeout=0.5):
                 if message.error() is None and message.key() is not None:
                     tracker.observe(message.key(), message.value(), message.timestamp()[1])
-            for worker in workers:
-                if not worker.running():
-                    restart_exited(worker, faults)
+            restart_exited(workers, faults)
             feeding = feeder.is_alive()
             if feeding and time.monotonic() >= next_fault:
                 progress = tracker.done() / len(orders)
