@@ -17,6 +17,12 @@ Extensions to the contract (the contract allows adding types and fields):
   partition that owns the process; the process manager re-checks the deadline.
 - ``PaymentFinalized.settle_after``: when the settlement timer may settle the payment.
 - ``CommandRejected.order_id``: the order id of the refused command, when known.
+- ``CancelShipment {order_id, reason}``: shipment command, sent by the process instead of
+  cancelling an order whose package may still be sent; the shipment module decides.
+- ``ShipmentCancelled {order_id, reason}``: shipment event, the order was never shipped and
+  never will be: a later ``SendPackage`` for it is refused with ``CommandRejected``.
+- ``ShipmentCancellationRejected {order_id, package_id, reason}``: shipment event, the
+  package had already been sent, so the order goes on to complete.
 """
 
 from __future__ import annotations
@@ -330,12 +336,31 @@ class PackageWasSent(Message):
     product_items: ProductItems
 
 
+class CancelShipment(Message):
+    type: Literal["CancelShipment"] = "CancelShipment"
+    order_id: Id
+    reason: str
+
+
 class ProductWasOutOfStock(Message):
     type: Literal["ProductWasOutOfStock"] = "ProductWasOutOfStock"
     order_id: Id
     product_id: Id
     requested: Quantity
     available: Annotated[int, Field(ge=0, strict=True)]
+
+
+class ShipmentCancelled(Message):
+    type: Literal["ShipmentCancelled"] = "ShipmentCancelled"
+    order_id: Id
+    reason: str
+
+
+class ShipmentCancellationRejected(Message):
+    type: Literal["ShipmentCancellationRejected"] = "ShipmentCancellationRejected"
+    order_id: Id
+    package_id: Id
+    reason: str
 
 
 # Processes (operators and timers)
@@ -398,10 +423,16 @@ PaymentEvent = Annotated[
     | CommandRejected,
     Field(discriminator="type"),
 ]
-# A one-member union needs no discriminator: SendPackage is the only shipment command.
-ShipmentCommand = SendPackage
+ShipmentCommand = Annotated[
+    SendPackage | CancelShipment,
+    Field(discriminator="type"),
+]
 ShipmentEvent = Annotated[
-    PackageWasSent | ProductWasOutOfStock | CommandRejected,
+    PackageWasSent
+    | ProductWasOutOfStock
+    | ShipmentCancelled
+    | ShipmentCancellationRejected
+    | CommandRejected,
     Field(discriminator="type"),
 ]
 ProcessCommand = Annotated[
@@ -440,8 +471,11 @@ AnyMessage = Annotated[
     | PaymentDiscardRejected
     | PaymentRefunded
     | SendPackage
+    | CancelShipment
     | PackageWasSent
     | ProductWasOutOfStock
+    | ShipmentCancelled
+    | ShipmentCancellationRejected
     | CancelProcess
     | ProcessTimedOut
     | CommandRejected,

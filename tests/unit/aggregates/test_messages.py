@@ -68,6 +68,11 @@ SAMPLES: list[m.Message] = [
     m.SendPackage(order_id=ORDER, product_items=ITEMS),
     m.PackageWasSent(package_id="pkg-1", order_id=ORDER, product_items=ITEMS),
     m.ProductWasOutOfStock(order_id=ORDER, product_id="book", requested=2, available=0),
+    m.CancelShipment(order_id=ORDER, reason="TimedOut"),
+    m.ShipmentCancelled(order_id=ORDER, reason="TimedOut"),
+    m.ShipmentCancellationRejected(
+        order_id=ORDER, package_id="pkg-1", reason="package pkg-1 was already sent"
+    ),
     m.CancelProcess(order_id=ORDER, reason="customer called", requested_by="operator-1"),
     m.ProcessTimedOut(order_id=ORDER, deadline=NOW),
     m.CommandRejected(
@@ -268,6 +273,19 @@ def test_a_module_union_reads_its_own_messages_by_type():
     assert event == m.PaymentSettled(payment_id="p", order_id="o")
     with pytest.raises(ValidationError):
         adapter.validate_python({"type": "CartOpened", "cart_id": "c", "client_id": "x"})
+
+
+def test_the_shipment_unions_read_the_cancellation_messages_by_type():
+    command = TypeAdapter(m.ShipmentCommand).validate_python(
+        {"type": "CancelShipment", "order_id": "o", "reason": "TimedOut"}
+    )
+    assert command == m.CancelShipment(order_id="o", reason="TimedOut")
+    event = TypeAdapter(m.ShipmentEvent).validate_python(
+        {"type": "ShipmentCancellationRejected", "order_id": "o", "package_id": "p", "reason": "r"}
+    )
+    assert event == m.ShipmentCancellationRejected(order_id="o", package_id="p", reason="r")
+    with pytest.raises(ValidationError):
+        TypeAdapter(m.ShipmentCommand).validate_python({"type": "ShipmentCancelled"})
 
 
 def test_command_rejected_belongs_to_every_module():
