@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import faust
 from faust.transport import consumer as faust_consumer
+from faust.transport import producer as faust_producer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.utils.functional import consecutive_numbers
 
+from streams.faults import CHANGELOG_PUBLISH_DELAY, delay_point
 from streams.settings import Settings
 
 MiB = 1024 * 1024
@@ -116,6 +120,46 @@ def use_gap_safe_commits() -> None:
     faust_consumer.Consumer._new_offset = committable_offset  # type: ignore[method-assign,assignment]
 
 
+_faust_send_pending = faust_producer.ProducerBuffer._send_pending
+
+
+async def send_pending(buffer: Any, fut: Any) -> None:
+    """Hand one buffered message (a table's changelog record) to the producer, counting it as
+    in flight meanwhile: it has left the buffer's queue but is not in the producer yet."""
+    buffer.in_flight = getattr(buffer, "in_flight", 0) + 1
+    try:
+        if fut.message.channel.get_topic_name().endswith("-changelog"):
+            await delay_point(CHANGELOG_PUBLISH_DELAY)
+        await _faust_send_pending(buffer, fut)
+    finally:
+        buffer.in_flight -= 1
+
+
+async def flush(buffer: Any) -> None:
+    """Wait until every message put in the buffer was handed to the producer.
+
+    Faust commits a consumer's offsets after ``app.producer.flush()``, which drains this
+    buffer (table changelog records) and then the producer. Faust's own buffer flush returns
+    after the first 0.1 s without a send, with records still queued: offsets were committed
+    before the changelog records of the inputs they cover, and a worker killed then lost
+    those records for good (chaos; tests/integration/test_durable_commits.py).
+    """
+    while buffer.size or getattr(buffer, "in_flight", 0):
+        if buffer.state != "running":
+            raise RuntimeError("Cannot flush: Producer not Running")
+        buffer.message_sent.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(buffer.message_sent.wait(), timeout=1.0)
+
+
+def use_full_flush() -> None:
+    """Make Faust commit an input's offset only after its table writes are in the producer
+    (``flush``), which the producer's own flush then waits to see acknowledged."""
+    buffer = faust_producer.ProducerBuffer
+    buffer._send_pending = send_pending  # type: ignore[method-assign,assignment]
+    buffer.flush = flush  # type: ignore[method-assign,assignment]
+
+
 def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) -> faust.App:
     """A Faust app wired to the configured Kafka, RocksDB store and web bind address.
 
@@ -154,4 +198,5 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
     options.update(overrides)
     use_read_committed()
     use_gap_safe_commits()
+    use_full_flush()
     return faust.App(app_id or settings.app_id, **options)

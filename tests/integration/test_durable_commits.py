@@ -1,0 +1,105 @@
+"""A worker commits an input's offset only once what the input changed is durable in Kafka.
+
+Found by chaos: a worker killed a few seconds after it took in a `PackageWasSent` had already
+committed the event's offset, but its table's changelog record was still queued inside the
+worker. The new owner restored the process without the event and never saw the event again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from aggregates.messages import CartFinalized, ProductItem
+from streams.settings import Settings
+from tests.integration.harness import (
+    Service,
+    faust_worker,
+    isolated_settings,
+    produce,
+    read_all,
+    read_to_end,
+    unique,
+    wire,
+)
+
+pytestmark = pytest.mark.integration
+
+WEB_PORT = 16091
+CHANGELOG_DELAY_S = 12
+COMMIT_WAIT_S = 8  # longer than Faust's commit interval (2.8 s), shorter than the delay
+
+
+def test_a_worker_killed_before_its_table_write_reached_kafka_has_not_committed_the_input(
+    settings: Settings, services: list[Service], tmp_path: Path
+) -> None:
+    # Given a worker whose changelog records reach its producer 12 s late
+    system, env = isolated_settings(settings)
+    env |= {"WORKER_RUNS_MODULES": "false"}
+    fault = {"ORDERFLOW_FAULT": "changelog_publish_delay", "ORDERFLOW_FAULT_DELAY_S": "12"}
+    worker = faust_worker("streams.worker", env | fault, tmp_path / "first", WEB_PORT)
+    services.append(worker)
+    worker.start()
+
+    # When a cart is finalized and the worker has taken it in (its InitOrder is out)
+    order_id = unique("order")
+    key, value = wire(cart_finalized(order_id))
+    message_id = json.loads(value)["message_id"]
+    produce(system, system.topic("carts.events"), [(key, value)])
+    assert read_all(system, system.topic("orders.commands"), 1), "InitOrder was never sent"
+    committed = wait_committed(system, COMMIT_WAIT_S)
+
+    # ... and the worker is killed before the delayed changelog record was sent
+    worker.kill()
+
+    # Then an offset committed before the kill has its record in the changelog
+    if committed:
+        assert applied_in_changelog(system, order_id, message_id), (
+            "the input's offset was committed, but its process record never reached Kafka"
+        )
+
+    # And a new owner (no local state) ends with the cart taken in
+    successor = faust_worker("streams.worker", env, tmp_path / "successor", WEB_PORT)
+    services.append(successor)
+    successor.start()
+    deadline = time.monotonic() + 60
+    while not applied_in_changelog(system, order_id, message_id):
+        assert time.monotonic() < deadline, f"the cart was lost:\n{successor.tail()}"
+        time.sleep(1)
+
+
+def cart_finalized(order_id: str) -> CartFinalized:
+    items = (ProductItem(product_id="p", quantity=1, unit_price=Decimal("1.00")),)
+    return CartFinalized(cart_id=order_id, client_id="c", product_items=items, total_price=1)
+
+
+def wait_committed(settings: Settings, within_s: float) -> bool:
+    """Whether the worker's group commits any offset of `carts.events` within ``within_s``."""
+    topic = settings.topic("carts.events")
+    consumer = Consumer(settings.confluent_config(**{"group.id": settings.faust_app_id()}))
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in consumer.list_topics(topic).topics[topic].partitions
+        ]
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if any(tp.offset > 0 for tp in consumer.committed(partitions, timeout=10)):
+                return True
+            time.sleep(0.5)
+        return False
+    finally:
+        consumer.close()
+
+
+def applied_in_changelog(settings: Settings, order_id: str, message_id: str) -> bool:
+    records = read_to_end(settings, settings.process_changelog_topic())
+    return any(
+        key == order_id.encode() and message_id in json.loads(value)["applied"]
+        for key, value in records
+        if value is not None
+    )
