@@ -1,6 +1,6 @@
 """An independent check of what a run did, from the topics and PostgreSQL only.
 
-    python -m streams.check [--seeded SKU=QTY ...] [--orders PREFIX]
+    python -m streams.check [--seeded SKU=QTY ...] [--orders PREFIX] [--json-out PATH]
 
 It never asks the workers: it reads the events topics and `processes.commands` (committed
 records), the inventory and packages tables, and asserts:
@@ -15,28 +15,41 @@ records), the inventory and packages tables, and asserts:
 - every finalized payment of a cancelled order was discarded or refunded exactly once;
 - nothing was refunded unless it had settled first;
 - no command took effect twice (one decision per command message id and event type);
+- no order whose package was sent (``PackageWasSent``) ended cancelled with its payment given
+  back (discarded or refunded), unless a compensation of the package is recorded (the
+  contract has none yet: ``ShipmentCancelled`` says the package never left); and no order
+  ended ``Escalated`` (a package sent to a cancelled process, left to an operator), which the
+  shipment cancellation protocol is there to make impossible;
+- every input message the process reacts to (``REACTS_TO``), timeouts aside, was taken in by
+  the order's live process: applied or recorded as ignored, its id in the live record's
+  ``applied`` (read from the process table's changelog). Asserted only for orders with fewer
+  inputs than ``MAX_APPLIED_IDS``, the ids a record keeps;
 - stock is not negative, and for every seeded product equals the seeded quantity minus the
   quantities shipped;
 - and `verify` finds no difference from the live process states.
 
-Exits 1 and prints every violation when any invariant fails.
+Exits 1 and prints every violation when any invariant fails (or verify cannot run);
+``--json-out`` also writes the violations and verify's report as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-from pydantic import ValidationError
+from pathlib import Path
+from typing import Final
 
 from aggregates.messages import Envelope, PackageWasSent
-from process_manager import Process, Timeouts, is_terminal
+from process_manager import Timeouts, is_terminal
+from process_manager.process import MAX_APPLIED_IDS
 from streams import verify
 from streams.postgres.db import connect
 from streams.replay import (
+    INPUT_TOPICS,
     Input,
     TableRecord,
     by_order,
@@ -46,6 +59,14 @@ from streams.replay import (
     worker_timeouts,
 )
 from streams.settings import Settings, get_settings
+
+# Type names as strings: the shipment cancellation protocol adds them; the checker must run
+# before and after it lands.
+ESCALATED: Final = "Escalated"
+GIVEN_BACK: Final = ("PaymentDiscarded", "PaymentRefunded")
+PACKAGE_COMPENSATIONS: Final[frozenset[str]] = frozenset()
+"""Event types that record a sent package taken back. The contract has none: a package once
+sent stays sent (``ShipmentCancelled`` is for one that never left)."""
 
 
 @dataclass
@@ -62,10 +83,15 @@ class OrderFacts:
 
 
 def order_violations(
-    order_id: str, inputs: Sequence[Input], timeouts: Timeouts, taken_in: Sequence[str] = ()
+    order_id: str,
+    inputs: Sequence[Input],
+    timeouts: Timeouts,
+    taken_in: Sequence[str] = (),
+    live_state: str | None = None,
 ) -> list[str]:
     """The invariants of one order, checked on its inputs (events and process commands);
-    ``taken_in`` is the order its live record took messages in, if there is one."""
+    ``taken_in`` is the order its live record took messages in, and ``live_state`` its state,
+    if there is one."""
     found: list[str] = []
     facts = OrderFacts()
     for item in inputs:
@@ -97,16 +123,87 @@ def order_violations(
         )
     if refunded and not _settled_before_refund(inputs):
         found.append(f"{order_id}: refunded without having settled first")
+    folded_state = None if folded.process is None else folded.process.state.value
+    found += shipped_yet_given_back(order_id, facts, cancelled > 0 or folded_state == "Cancelled")
+    if ESCALATED in (folded_state, live_state):
+        found.append(
+            f"{order_id}: ended {ESCALATED}: its package was sent to a cancelled process, "
+            "which needs an operator"
+        )
     return found
 
 
-def _taken_in(live: TableRecord | None) -> Sequence[str]:
-    if live is None or live.value is None:
-        return ()
+def shipped_yet_given_back(
+    order_id: str,
+    facts: OrderFacts,
+    cancelled: bool,
+    compensations: frozenset[str] = PACKAGE_COMPENSATIONS,
+) -> list[str]:
+    """A package sent for an order that ended cancelled with its payment given back: the
+    customer has the goods and the money, unless the package's compensation is recorded."""
+    given_back = [t for t in GIVEN_BACK if facts.count(t)]
+    if not (facts.count("PackageWasSent") and cancelled and given_back):
+        return []
+    if any(facts.count(t) for t in compensations):
+        return []
+    return [
+        f"{order_id}: its package was sent, yet it ended cancelled with its payment "
+        f"{' and '.join(t.removeprefix('Payment').lower() for t in given_back)}"
+    ]
+
+
+def unapplied(order_id: str, inputs: Sequence[Input], applied: Sequence[str] | None) -> list[str]:
+    """Input messages the process reacts to (timeouts aside) that its live record never took
+    in; ``applied`` is the live record's list (``None``: the order has no live record).
+
+    Nothing is asserted for an order with ``MAX_APPLIED_IDS`` inputs or more: its record may
+    have dropped the oldest ids."""
+    if not any(item.envelope.type == "CartFinalized" for item in inputs):
+        return []  # no process was ever started
+    if len(inputs) >= MAX_APPLIED_IDS:
+        return []
+    if applied is None:
+        return [f"{order_id}: no live process record, so none of its inputs was applied"]
+    missing = set(verify.untaken(inputs, applied))
+    found, seen = [], set()
+    for item in inputs:
+        message_id = item.envelope.message_id
+        if message_id in missing and message_id not in seen:
+            seen.add(message_id)
+            found.append(
+                f"{order_id}: {item.envelope.type} {message_id} "
+                f"({INPUT_TOPICS[item.topic_index]} offset {item.offset}) was neither applied "
+                "nor recorded as ignored by its live process"
+            )
+    return found
+
+
+@dataclass(frozen=True)
+class LiveRecord:
+    """What the checker reads of a live process record: its state and the ids it took in."""
+
+    state: str | None
+    applied: tuple[str, ...]
+
+
+def live_record(record: TableRecord | None) -> LiveRecord | None:
+    """The live record of one order, ``None`` when the table has none (or deleted it).
+
+    Read as plain JSON, not as a ``Process``, so that a state the checker's own code does not
+    know yet still reads; an unreadable record reads as empty (verify reports it)."""
+    if record is None or record.value is None:
+        return None
     try:
-        return Process.model_validate_json(live.value).applied
-    except ValidationError:
-        return ()  # verify reports an unreadable live record
+        value = json.loads(record.value)
+    except ValueError:
+        return LiveRecord(None, ())
+    if not isinstance(value, dict):
+        return LiveRecord(None, ())
+    state, applied = value.get("state"), value.get("applied")
+    return LiveRecord(
+        state if isinstance(state, str) else None,
+        tuple(str(i) for i in applied) if isinstance(applied, list) else (),
+    )
 
 
 def _settled_before_refund(inputs: Iterable[Input]) -> bool:
@@ -172,8 +269,15 @@ def run(settings: Settings, seeded: Mapping[str, int], prefix: str = "") -> list
         for order_id, order_inputs in by_order(inputs).items():
             if order_id.startswith(prefix):
                 orders += 1
-                taken_in = _taken_in(live.get(order_id))
-                violations.extend(order_violations(order_id, order_inputs, timeouts, taken_in))
+                record = live_record(live.get(order_id))
+                if record is None:
+                    violations += order_violations(order_id, order_inputs, timeouts)
+                    violations += unapplied(order_id, order_inputs, None)
+                    continue
+                violations += order_violations(
+                    order_id, order_inputs, timeouts, record.applied, record.state
+                )
+                violations += unapplied(order_id, order_inputs, record.applied)
     violations.extend(double_effects(envelopes))
     with connect(settings.database_url) as conn:
         rows = conn.execute("SELECT sku, quantity FROM inventory").fetchall()
@@ -191,13 +295,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams.check")
     parser.add_argument("--seeded", nargs="*", default=[], help="SKU=QTY as seeded before the run")
     parser.add_argument("--orders", default="", help="check only order ids with this prefix")
+    parser.add_argument("--json-out", type=Path, help="also write the findings here as JSON")
     args = parser.parse_args(argv)
     seeded = {sku: int(qty) for sku, qty in (item.split("=", 1) for item in args.seeded)}
     settings = get_settings()
     violations = run(settings, seeded, args.orders)
     for violation in violations:
         print(f"VIOLATION {violation}")
-    verified = verify.main([])
+    report: verify.Report | None = None
+    try:
+        report = verify.verify(settings)
+    except LookupError as error:
+        print(f"verify cannot run: {error}", file=sys.stderr)
+    verified = 2 if report is None else 1 if report.differences else 0
+    if report is not None:
+        print(report.summary())
+    if args.json_out is not None:
+        findings = {
+            "violations": violations,
+            "verify_exit": verified,
+            "verify": None if report is None else report.as_json(),
+        }
+        args.json_out.write_text(json.dumps(findings, indent=2))
     if violations or verified != 0:
         print(f"check: {len(violations)} violations, verify exit {verified}")
         return 1

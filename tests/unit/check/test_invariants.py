@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from aggregates.messages import (
     CartFinalized,
+    CartOpened,
     Envelope,
     Message,
     OrderCancelled,
@@ -20,11 +21,21 @@ from aggregates.messages import (
     PaymentSettled,
     ProcessTimedOut,
     ProductItem,
+    ProductWasOutOfStock,
     deterministic_id,
 )
-from process_manager import DEFAULT_TIMEOUTS
-from streams.check import double_effects, order_violations, shipped_quantities, stock_violations
-from streams.replay import Input, fold_order
+from process_manager import DEFAULT_TIMEOUTS, State
+from process_manager.process import MAX_APPLIED_IDS
+from streams.check import (
+    LiveRecord,
+    double_effects,
+    live_record,
+    order_violations,
+    shipped_quantities,
+    stock_violations,
+    unapplied,
+)
+from streams.replay import INPUT_TOPICS, Input, TableRecord, fold_order
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 ORDER = "order-1"
@@ -177,3 +188,170 @@ def test_stock_must_equal_the_seeded_quantity_minus_what_was_shipped_once() -> N
         "sku-1: stock 6, but seeded 10 - shipped 2 = 8"
     ]
     assert stock_violations({}, {"sku-2": -1}, shipped) == ["sku-2: negative stock -1"]
+
+
+# A package sent, and the money given back
+
+
+SHIPMENT_TIMEOUTS = {**DEFAULT_TIMEOUTS, State.AwaitingShipment: timedelta(seconds=1)}
+
+
+def _package_sent_after_a_timeout_cancelled_the_order() -> list[Input]:
+    """The race a long broker outage opens: the shipment timeout fires, the order is
+    cancelled and its payment discarded, while the package the outbox held is sent anyway."""
+    deadline = T0 + timedelta(seconds=4)  # RECORDED (at 3 s) + the 1 s shipment timeout
+    return history(
+        FINALIZED,
+        INITIALIZED,
+        PAID,
+        RECORDED,
+        ProcessTimedOut(order_id=ORDER, deadline=deadline),
+        OrderCancelled(order_id=ORDER, reason="TimedOut"),
+        SENT,
+        PaymentDiscarded(payment_id=PAY, order_id=ORDER),
+    )
+
+
+def test_a_package_sent_to_an_order_cancelled_with_its_payment_discarded_is_reported() -> None:
+    # Given an order cancelled by its shipment timeout whose package was sent all the same
+    inputs = _package_sent_after_a_timeout_cancelled_the_order()
+    assert fold_order(inputs, SHIPMENT_TIMEOUTS).process.state == State.Cancelled  # type: ignore[union-attr]
+
+    # When the checker judges it
+    violations = order_violations(ORDER, inputs, SHIPMENT_TIMEOUTS)
+
+    # Then the customer kept both the goods and the money, and that is the one violation
+    assert violations == [
+        "order-1: its package was sent, yet it ended cancelled with its payment discarded"
+    ]
+
+
+def test_shipped_and_refunded_is_reported_when_the_live_process_missed_the_package() -> None:
+    # Given the order of the issue: the live process missed PackageWasSent, timed out in
+    # AwaitingShipment, cancelled the order and refunded the settled payment
+    settled = PaymentSettled(payment_id=PAY, order_id=ORDER)
+    cancelled = OrderCancelled(order_id=ORDER, reason="TimedOut")
+    refunded = PaymentRefunded(payment_id=PAY, order_id=ORDER, amount=10)
+    inputs = history(FINALIZED, INITIALIZED, PAID, settled, RECORDED, SENT, cancelled, refunded)
+
+    # When the checker judges it
+    violations = order_violations(ORDER, inputs, DEFAULT_TIMEOUTS)
+
+    # Then shipped-and-refunded is among its violations
+    assert "order-1: its package was sent, yet it ended cancelled with its payment refunded" in (
+        violations
+    )
+
+
+def test_an_order_cancelled_out_of_stock_with_its_payment_discarded_is_fine() -> None:
+    # Given an order whose products ran out after payment, so no package was ever sent
+    out = ProductWasOutOfStock(order_id=ORDER, product_id="sku-1", requested=2, available=0)
+    discarded = PaymentDiscarded(payment_id=PAY, order_id=ORDER)
+    inputs = history(FINALIZED, INITIALIZED, PAID, RECORDED, out, OUT_OF_STOCK_CANCEL, discarded)
+
+    # When the checker judges it
+    violations = order_violations(ORDER, inputs, DEFAULT_TIMEOUTS)
+
+    # Then nothing is wrong: nothing was shipped
+    assert violations == []
+
+
+def test_an_order_whose_live_process_ended_escalated_is_reported() -> None:
+    # Given a completed history whose live record ended in the operator's state
+    inputs = history(FINALIZED, INITIALIZED, PAID, RECORDED, SENT, COMPLETED)
+    taken_in = [i.envelope.message_id for i in inputs]
+
+    # When the checker judges it with that live state
+    violations = order_violations(ORDER, inputs, DEFAULT_TIMEOUTS, taken_in, "Escalated")
+
+    # Then it is reported: a healthy run never needs an operator
+    assert violations == [
+        "order-1: ended Escalated: its package was sent to a cancelled process, "
+        "which needs an operator"
+    ]
+
+
+# Every input taken in by the live process
+
+
+def _on_topic(inputs: list[Input], index: int, topic: str) -> list[Input]:
+    """``inputs`` with the ``index``-th one moved to ``topic`` (offset kept)."""
+    item = inputs[index]
+    moved = Input(item.timestamp, INPUT_TOPICS.index(topic), item.offset, ORDER, item.envelope)
+    return [*inputs[:index], moved, *inputs[index + 1 :]]
+
+
+def test_an_input_missing_from_the_live_record_is_reported_with_its_topic_and_offset() -> None:
+    # Given a completed order whose live record lacks the PackageWasSent it must have applied
+    inputs = _on_topic(
+        history(FINALIZED, INITIALIZED, PAID, RECORDED, SENT, COMPLETED), 4, "shipments.events"
+    )
+    applied = ["m0", "m1", "m2", "m3", "m5"]
+
+    # When the checker compares the inputs with the live record
+    found = unapplied(ORDER, inputs, applied)
+
+    # Then exactly that message is reported
+    assert found == [
+        "order-1: PackageWasSent m4 (shipments.events offset 4) was neither applied nor "
+        "recorded as ignored by its live process"
+    ]
+
+
+def test_inputs_ignored_and_remembered_count_as_taken_in() -> None:
+    # Given the race above, where the late PackageWasSent was ignored and its id remembered
+    inputs = _package_sent_after_a_timeout_cancelled_the_order()
+    folded = fold_order(inputs, SHIPMENT_TIMEOUTS).process
+    assert folded is not None and "m6" in folded.applied
+
+    # When the checker compares the inputs with that record
+    found = unapplied(ORDER, inputs, folded.applied)
+
+    # Then nothing is missing (the shipped-and-discarded order is another invariant's matter)
+    assert found == []
+
+
+def test_timeouts_and_types_the_process_ignores_unread_need_not_be_in_the_record() -> None:
+    # Given a timeout that was not due and a cart event the worker skips unread
+    opened = CartOpened(cart_id=ORDER, client_id="c")
+    early = ProcessTimedOut(order_id=ORDER, deadline=T0)
+    inputs = history(opened, FINALIZED, INITIALIZED, early)
+
+    # When the live record lists only the cart and the order
+    found = unapplied(ORDER, inputs, ["m1", "m2"])
+
+    # Then nothing is missing
+    assert found == []
+
+
+def test_an_order_with_no_live_record_is_reported_once() -> None:
+    inputs = history(FINALIZED, INITIALIZED)
+    assert unapplied(ORDER, inputs, None) == [
+        "order-1: no live process record, so none of its inputs was applied"
+    ]
+
+
+def test_nothing_is_asserted_for_an_order_with_as_many_inputs_as_a_record_keeps() -> None:
+    # Given an order with MAX_APPLIED_IDS inputs, whose record may have dropped the oldest ids
+    settled = PaymentSettled(payment_id=PAY, order_id=ORDER)
+    inputs = history(FINALIZED, INITIALIZED, *[settled] * (MAX_APPLIED_IDS - 2))
+    assert len(inputs) == MAX_APPLIED_IDS
+
+    # When its live record lacks the first ids
+    found = unapplied(ORDER, inputs, [i.envelope.message_id for i in inputs][2:])
+
+    # Then nothing is reported; one input fewer, and the missing ones are
+    assert found == []
+    assert len(unapplied(ORDER, inputs[:-1], [i.envelope.message_id for i in inputs][2:-1])) == 2
+
+
+def test_a_live_record_in_a_state_this_code_does_not_know_still_reads() -> None:
+    # Given a changelog value whose state the checker's State enum may not have yet
+    value = b'{"order_id": "order-1", "state": "Escalated", "applied": ["m0", "m1"]}'
+
+    # When the checker reads it
+    record = live_record(TableRecord(0, value))
+
+    # Then state and applied ids come through; a deleted record is no record
+    assert record == LiveRecord("Escalated", ("m0", "m1"))
+    assert live_record(TableRecord(0, None)) is None
