@@ -7,6 +7,8 @@
 # metrics on WEB_PORT+1000+n-1) beside it runs the module handlers in a process of its own, off
 # the worker's GIL. WORKER_RUNS_MODULES=true runs the handlers inside the workers instead.
 # Every process runs under a supervisor loop that starts it again when it exits by itself.
+# Logs keep every generation: a start moves <name>.log to the next free <name>.log.<k> (.1 is
+# the oldest), and each restart by the supervisor appends to <name>.log after a marker line.
 # Each one's environment is this shell's (TOPIC_PREFIX, PROCESS_TIMEOUTS, ...), plus its own
 # WEB_PORT and DATA_DIR, which also make its worker id (and so its transactional ids) stable.
 set -euo pipefail
@@ -30,7 +32,11 @@ start_one() {
   local name="$1$2" port=$((base_port + $2 - 1)) dir="$data/$1$2"
   if alive "$dir.pid"; then log "$name already running (pid $(cat "$dir.pid"), port $port)"; return; fi
   mkdir -p "$dir"
-  [[ -f "$dir.log" ]] && mv "$dir.log" "$dir.log.1"
+  if [[ -f "$dir.log" ]]; then
+    local k=1
+    while [[ -e "$dir.log.$k" ]]; do k=$((k + 1)); done
+    mv "$dir.log" "$dir.log.$k"
+  fi
   nohup bash "${BASH_SOURCE[0]}" supervise "$1" "$2" > /dev/null 2>&1 < /dev/null &
   echo $! > "$dir.pid"
   log "$name started (pid $(cat "$dir.pid"), port $port, log $dir.log)"
@@ -46,7 +52,10 @@ supervise() {
     command=(-m streams.runner --metrics-port $((port + 1000)))
   fi
   trap 'if [[ -n "$child" ]]; then kill -TERM "$child" 2>/dev/null; wait "$child"; fi; exit 0' TERM INT
+  local generation=0
   while :; do
+    generation=$((generation + 1))
+    echo "workers: $name generation $generation starting at $(date -u +%FT%T.%3NZ)" >> "$dir.log"
     DATA_DIR="$dir" WEB_PORT="$port" PYTHONPATH="$repo" "$python" "${command[@]}" \
       >> "$dir.log" 2>&1 < /dev/null &
     child=$!
