@@ -1,5 +1,14 @@
 """The shipment command handler: ``shipments.commands`` in, Postgres and the outbox out.
 
+Two commands: ``SendPackage`` reserves the stock of every item or none and sends the package
+(``PackageWasSent`` or ``ProductWasOutOfStock``); ``CancelShipment`` decides whether the order
+is shipped: with a package it answers ``ShipmentCancellationRejected``, without one it records
+the order as cancelled and answers ``ShipmentCancelled``, and a ``SendPackage`` for a cancelled
+order is then refused (``CommandRejected``), never shipped. An order has a package or a
+cancellation, never both: every command takes a lock on its order first (``store.lock_orders``),
+so the two are never decided by two transactions at once (two handlers can hold the same
+partition's records for a moment during a rebalance).
+
 Batching: the consumer takes up to ``batch_size`` records, and the whole batch runs in one
 Postgres transaction (inbox, stock, packages, outbox), one commit and so one disk flush per
 batch rather than per command. The stock rows of every product in the batch are locked first,
@@ -13,7 +22,7 @@ into a no-op.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,13 +30,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka import Message as KafkaMessage
 
 from aggregates.messages import (
+    CancelShipment,
     CommandRejected,
     Envelope,
     Message,
     PackageWasSent,
     ProductWasOutOfStock,
     SendPackage,
+    ShipmentCancellationRejected,
+    ShipmentCancelled,
     deterministic_id,
+    order_id_of,
 )
 from streams import liveness, metrics
 from streams.codec import DeadLetter, DecodeError, decode
@@ -37,20 +50,29 @@ from streams.logs import get_logger
 from streams.postgres.db import Connection, LazyConnection
 from streams.settings import Settings
 from streams.shipment import store
+from streams.shipment.cancellation import answer_cancel, package_refusal
 from streams.shipment.reservation import OutOfStock, Reserved, reserve
+from streams.topics import ACCEPTED_TYPES
 
 log = get_logger(__name__)
 
-ACCEPTED = frozenset({"SendPackage"})
+ACCEPTED = ACCEPTED_TYPES["shipments.commands"]
 
-Result = Literal["sent", "out_of_stock", "rejected", "duplicate", "dead_letter"]
-# commands_decided_total{result}: out of stock is a decision too (an event, not a refusal).
+Result = Literal[
+    "sent", "out_of_stock", "cancelled", "not_cancelled", "rejected", "duplicate", "dead_letter"
+]
+# commands_decided_total{result}: out of stock and an answered cancellation are decisions too
+# (events, not refusals).
 DECIDED = {
     "sent": "accepted",
     "out_of_stock": "accepted",
+    "cancelled": "accepted",
+    "not_cancelled": "accepted",
     "rejected": "rejected",
     "duplicate": "duplicate",
 }
+# Logged at debug: the everyday outcomes; the others at info.
+ROUTINE = frozenset({"sent", "out_of_stock"})
 
 
 @dataclass(frozen=True)
@@ -87,8 +109,12 @@ class Outcome:
     reason: str | None = None
 
 
+Decide = Callable[[Connection, Envelope, Record], Outcome]
+
+
 class ShipmentHandler:
-    """Consumes ``shipments.commands`` and applies each ``SendPackage`` once."""
+    """Consumes ``shipments.commands`` and applies each ``SendPackage`` and ``CancelShipment``
+    once."""
 
     def __init__(
         self,
@@ -109,6 +135,11 @@ class ShipmentHandler:
         self._producer: Producer | None = None
         self._delivery_errors: list[KafkaError] = []
         self.ready = threading.Event()
+        self._decide: dict[str, Decide] = {
+            "SendPackage": self.send_package,
+            "CancelShipment": self.cancel_shipment,
+        }
+        assert set(self._decide) == ACCEPTED, "one decision per accepted command type"
 
     # Kafka loop
 
@@ -172,11 +203,13 @@ class ShipmentHandler:
                 commands.append(decode(record.key, record.value, ACCEPTED))
             except DecodeError as error:
                 commands.append(error)
+        envelopes = [c for c in commands if isinstance(c, Envelope)]
         conn = self._db.get()
         with conn.transaction():
-            store.lock_stock(conn, _products(c for c in commands if isinstance(c, Envelope)))
+            store.lock_orders(conn, (order_id_of(c.data) for c in envelopes))
+            store.lock_stock(conn, _products(envelopes))
             outcomes = [
-                self.send_package(conn, command, record)
+                self._decide[command.type](conn, command, record)
                 if isinstance(command, Envelope)
                 else self._dead_letter(record, command.reason)
                 for record, command in zip(records, commands, strict=True)
@@ -191,22 +224,22 @@ class ShipmentHandler:
         return outcomes
 
     def send_package(self, conn: Connection, command: Envelope, record: Record) -> Outcome:
-        """Gather (inbox, locked stock), decide (reserve), apply (outbox), in ``conn``'s
-        open transaction."""
+        """Gather (inbox, package or cancellation, locked stock), decide (reserve), apply
+        (outbox), in ``conn``'s open transaction, with the order locked."""
         assert isinstance(command.data, SendPackage)
         data = command.data
         if not store.remember(conn, command.message_id):
             return Outcome(record, "duplicate")
-        existing = store.package_of(conn, data.order_id)
-        if existing is not None:
-            reason = f"order {data.order_id} already has package {existing}"
-            return self._reject(conn, command, record, reason)
+        refusal = package_refusal(store.shipment_of(conn, data.order_id), data.order_id)
+        if refusal is not None:
+            return self._reject(conn, command, record, refusal)
         stock = store.lock_stock(conn, (item.product_id for item in data.product_items))
         match reserve(data.product_items, stock):
             case Reserved(quantities=quantities):
                 package_id = deterministic_id(command.message_id, "package")
                 if not store.add_package(conn, package_id, data.order_id, data.product_items):
-                    # Another command for this order committed a package meanwhile.
+                    # The order lock keeps this from happening; the unique order id is the
+                    # last guard.
                     reason = f"order {data.order_id} already has a package"
                     return self._reject(conn, command, record, reason)
                 store.take_stock(conn, quantities)
@@ -226,24 +259,40 @@ class ShipmentHandler:
                 return Outcome(record, "out_of_stock", self._emit(conn, command, short))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def cancel_shipment(self, conn: Connection, command: Envelope, record: Record) -> Outcome:
+        """Gather (inbox, package), decide (shipped or not), apply (cancellation, outbox), in
+        ``conn``'s open transaction, with the order locked."""
+        assert isinstance(command.data, CancelShipment)
+        data = command.data
+        if not store.remember(conn, command.message_id):
+            return Outcome(record, "duplicate")
+        known = store.shipment_of(conn, data.order_id)
+        answer = answer_cancel(known, data)
+        match answer:
+            case ShipmentCancellationRejected(reason=reason):
+                return Outcome(record, "not_cancelled", self._emit(conn, command, answer), reason)
+            case ShipmentCancelled(reason=reason):
+                if known is None:
+                    store.cancel_shipment(conn, data.order_id, reason, command.message_id)
+                return Outcome(record, "cancelled", self._emit(conn, command, answer), reason)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _reject(self, conn: Connection, command: Envelope, record: Record, reason: str) -> Outcome:
-        assert isinstance(command.data, SendPackage)
         rejected = CommandRejected(
             command_type=command.type,
             command_message_id=command.message_id,
             reason=reason,
-            order_id=command.data.order_id,
+            order_id=order_id_of(command.data),
         )
         return Outcome(record, "rejected", self._emit(conn, command, rejected), reason)
 
     def _emit(self, conn: Connection, command: Envelope, event: Message) -> Envelope:
         """Write ``event`` to the outbox with ids derived from the command (replays match)."""
-        assert isinstance(command.data, SendPackage)
         envelope = Envelope.wrap(
             event,
             message_id=deterministic_id(command.message_id, event.type),
             occurred_at=command.occurred_at,
-            correlation_id=command.data.order_id,
+            correlation_id=order_id_of(command.data),
             causation_id=command.message_id,
         )
         store.append_to_outbox(conn, self.events_topic, envelope)
@@ -313,13 +362,12 @@ def _products(commands: Iterable[Envelope]) -> set[str]:
 def _report(outcome: Outcome, command: Envelope) -> None:
     """Count and log one decided command (after its transaction committed)."""
     metrics.command_decided("shipments", DECIDED[outcome.result])
-    assert isinstance(command.data, SendPackage)
-    report = log.debug if outcome.result in ("sent", "out_of_stock") else log.info
+    report = log.debug if outcome.result in ROUTINE else log.info
     report(
         "shipment command processed",
         result=outcome.result,
         reason=outcome.reason,
-        order_id=command.data.order_id,
+        order_id=order_id_of(command.data),
         correlation_id=command.correlation_id,
         causation_id=command.causation_id,
         message_id=command.message_id,

@@ -1,10 +1,11 @@
-"""The shipment module's SQL: inventory, packages, inbox and outbox.
+"""The shipment module's SQL: inventory, packages, cancellations, inbox and outbox.
 
 Every function runs inside the caller's transaction; none of them commits.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping
 
 from psycopg.types.json import Jsonb
@@ -12,6 +13,7 @@ from psycopg.types.json import Jsonb
 from aggregates.messages import Envelope, ProductItem
 from streams.codec import encode, key_of
 from streams.postgres.db import Connection
+from streams.shipment.cancellation import Cancelled, Known, Shipped
 
 
 class UnknownSku(LookupError):
@@ -30,6 +32,34 @@ def remember(conn: Connection, message_id: str) -> bool:
         "INSERT INTO inbox (message_id) VALUES (%s) ON CONFLICT DO NOTHING", (message_id,)
     )
     return cursor.rowcount == 1
+
+
+# Orders
+
+# The first key of the two-key advisory locks on orders (the one-key space, which the
+# migrations lock in, does not overlap with it).
+ORDER_LOCK_CLASS = 0x6F726472  # "ordr"
+
+
+def lock_orders(conn: Connection, order_ids: Iterable[str]) -> None:
+    """Hold a lock per order until the transaction ends, so that whether an order has a
+    package or a cancellation is decided by one transaction at a time.
+
+    The locks are taken in key order, so two batches never deadlock on them; take them before
+    the stock rows. Two orders sharing a key only wait for each other.
+    """
+    keys = sorted({_order_key(order_id) for order_id in order_ids})
+    if keys:
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, key) FROM unnest(%s::int4[]) AS key",
+            (ORDER_LOCK_CLASS, keys),
+        )
+
+
+def _order_key(order_id: str) -> int:
+    """A stable signed 32-bit key for ``order_id``."""
+    key = zlib.crc32(order_id.encode())
+    return key - (1 << 32) if key >= 1 << 31 else key
 
 
 # Inventory
@@ -84,7 +114,7 @@ def stock_levels(conn: Connection, skus: Iterable[str] | None = None) -> dict[st
     return {sku: quantity for sku, quantity in rows}
 
 
-# Packages
+# Packages and cancellations
 
 
 def add_package(
@@ -101,11 +131,33 @@ def add_package(
     return cursor.rowcount == 1
 
 
-def package_of(conn: Connection, order_id: str) -> str | None:
+def shipment_of(conn: Connection, order_id: str) -> Known:
+    """What the module knows of ``order_id``: its package, its cancellation, or nothing."""
     row = conn.execute(
-        "SELECT package_id FROM packages WHERE order_id = %s", (order_id,)
+        """
+        SELECT p.package_id, c.reason
+        FROM (SELECT %s::text AS order_id) AS o
+        LEFT JOIN packages AS p USING (order_id)
+        LEFT JOIN shipment_cancellations AS c USING (order_id)
+        """,
+        (order_id,),
     ).fetchone()
-    return None if row is None else str(row[0])
+    assert row is not None
+    package_id, reason = row
+    if package_id is not None:
+        return Shipped(str(package_id))
+    return None if reason is None else Cancelled(str(reason))
+
+
+def cancel_shipment(conn: Connection, order_id: str, reason: str, message_id: str) -> None:
+    """Record that ``order_id`` will never be shipped; recording it again changes nothing."""
+    conn.execute(
+        """
+        INSERT INTO shipment_cancellations (order_id, reason, message_id) VALUES (%s, %s, %s)
+        ON CONFLICT DO NOTHING
+        """,
+        (order_id, reason, message_id),
+    )
 
 
 # Outbox

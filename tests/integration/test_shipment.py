@@ -27,12 +27,15 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
 from aggregates.messages import (
+    CancelShipment,
     CommandRejected,
     Envelope,
     PackageWasSent,
     ProductItem,
     ProductWasOutOfStock,
     SendPackage,
+    ShipmentCancellationRejected,
+    ShipmentCancelled,
     deterministic_id,
     to_wire,
 )
@@ -48,7 +51,15 @@ from tests.integration.harness import REPO, create_topics, read_all, unique
 pytestmark = pytest.mark.integration
 
 OCCURRED_AT = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
-EVENT_TYPES = frozenset({"PackageWasSent", "ProductWasOutOfStock", "CommandRejected"})
+EVENT_TYPES = frozenset(
+    {
+        "PackageWasSent",
+        "ProductWasOutOfStock",
+        "ShipmentCancelled",
+        "ShipmentCancellationRejected",
+        "CommandRejected",
+    }
+)
 
 
 @dataclass
@@ -97,6 +108,15 @@ class Shipments:
             ).fetchall()
         return [(p, items) for p, items in rows]
 
+    def cancellations(self, order_id: str) -> list[tuple[str, str]]:
+        """(reason, message_id) of the order's recorded shipment cancellations."""
+        with self.db() as conn:
+            rows = conn.execute(
+                "SELECT reason, message_id FROM shipment_cancellations WHERE order_id = %s",
+                (order_id,),
+            ).fetchall()
+        return [(str(r), str(m)) for r, m in rows]
+
     def command(self, order: str, items: dict[str, int]) -> Envelope:
         """A SendPackage envelope for this test's ``order`` with ``items`` (sku name -> units)."""
         order_id = self.order(order)
@@ -109,6 +129,17 @@ class Shipments:
                 ),
             ),
             message_id=unique("cmd"),
+            occurred_at=OCCURRED_AT,
+            correlation_id=order_id,
+            causation_id=None,
+        )
+
+    def cancel(self, order: str, reason: str = "TimedOut") -> Envelope:
+        """A CancelShipment envelope for this test's ``order``, with a fresh message id."""
+        order_id = self.order(order)
+        return Envelope.wrap(
+            CancelShipment(order_id=order_id, reason=reason),
+            message_id=unique("cancel"),
             occurred_at=OCCURRED_AT,
             correlation_id=order_id,
             causation_id=None,
@@ -141,6 +172,7 @@ def shipments(migrated: Settings) -> Iterator[Shipments]:
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         conn.execute("DELETE FROM outbox WHERE topic LIKE %s", (f"{tag}.%",))
         conn.execute("DELETE FROM packages WHERE order_id LIKE %s", (f"{tag}-%",))
+        conn.execute("DELETE FROM shipment_cancellations WHERE order_id LIKE %s", (f"{tag}-%",))
         conn.execute("DELETE FROM inventory WHERE sku LIKE %s", (f"{tag}-%",))
 
 
@@ -373,6 +405,172 @@ def test_a_second_send_package_for_an_order_with_a_package_is_rejected(
     assert len(shipments.packages(shipments.order("order-1"))) == 1
 
 
+# Cancelling a shipment: the module decides whether the goods went out
+
+
+def test_a_cancel_before_the_package_cancels_the_shipment_and_refuses_a_later_package(
+    shipments: Shipments,
+) -> None:
+    # Given stock, and a CancelShipment that reaches the module before any SendPackage
+    shipments.set_stock(lamp=5)
+    handler = ShipmentHandler(shipments.settings)
+    cancel = shipments.cancel("order-1", reason="TimedOut")
+
+    # When it is processed, and the order's SendPackage comes after it
+    [cancelled] = handler.process_batch([shipments.record(cancel, 0)])
+    send = shipments.command("order-1", {"lamp": 2})
+    [refused] = handler.process_batch([shipments.record(send, 1)])
+    handler.close()
+
+    # Then the shipment is cancelled, with an id derived from the command
+    order_id = shipments.order("order-1")
+    assert cancelled.result == "cancelled"
+    assert cancelled.event is not None
+    assert cancelled.event.data == ShipmentCancelled(order_id=order_id, reason="TimedOut")
+    assert cancelled.event.message_id == deterministic_id(cancel.message_id, "ShipmentCancelled")
+    assert cancelled.event.causation_id == cancel.message_id
+    # And the later SendPackage is refused with CommandRejected, never shipped
+    assert refused.result == "rejected"
+    assert refused.event is not None
+    assert refused.event.data == CommandRejected(
+        command_type="SendPackage",
+        command_message_id=send.message_id,
+        reason=f"the shipment of order {order_id} was cancelled (TimedOut)",
+        order_id=order_id,
+    )
+    assert shipments.stock("lamp") == {"lamp": 5}
+    assert shipments.packages(order_id) == []
+    assert shipments.cancellations(order_id) == [("TimedOut", cancel.message_id)]
+
+
+def test_a_cancel_after_the_package_was_sent_is_rejected_with_its_package_id(
+    shipments: Shipments,
+) -> None:
+    # Given an order whose package was sent
+    shipments.set_stock(lamp=5)
+    handler = ShipmentHandler(shipments.settings)
+    [sent] = handler.process_batch([shipments.record(shipments.command("order-1", {"lamp": 2}))])
+    assert sent.event is not None and isinstance(sent.event.data, PackageWasSent)
+
+    # When its shipment is cancelled
+    cancel = shipments.cancel("order-1")
+    [outcome] = handler.process_batch([shipments.record(cancel, 1)])
+    handler.close()
+
+    # Then the cancellation is rejected, naming the package; nothing else changes
+    order_id = shipments.order("order-1")
+    assert outcome.result == "not_cancelled"
+    assert outcome.event is not None
+    assert outcome.event.data == ShipmentCancellationRejected(
+        order_id=order_id,
+        package_id=sent.event.data.package_id,
+        reason=f"package {sent.event.data.package_id} was already sent",
+    )
+    assert outcome.event.message_id == deterministic_id(
+        cancel.message_id, "ShipmentCancellationRejected"
+    )
+    assert shipments.stock("lamp") == {"lamp": 3}
+    assert shipments.cancellations(order_id) == []
+
+
+def test_a_duplicated_cancel_shipment_changes_nothing_the_second_time(
+    shipments: Shipments,
+) -> None:
+    # Given a handler and a CancelShipment
+    handler = ShipmentHandler(shipments.settings)
+    cancel = shipments.cancel("order-1")
+
+    # When it arrives twice in one batch, and once more in a redelivered batch
+    first = handler.process_batch([shipments.record(cancel, 0), shipments.record(cancel, 1)])
+    again = handler.process_batch([shipments.record(cancel, 0)])
+    handler.close()
+
+    # Then only the first one did anything: one cancellation, one event
+    assert [o.result for o in [*first, *again]] == ["cancelled", "duplicate", "duplicate"]
+    order_id = shipments.order("order-1")
+    assert shipments.cancellations(order_id) == [("TimedOut", cancel.message_id)]
+    assert [m for m, *_ in shipments.outbox()] == [
+        deterministic_id(cancel.message_id, "ShipmentCancelled")
+    ]
+
+
+def test_a_cancel_sent_again_under_a_new_id_gets_the_same_answer_and_changes_nothing(
+    shipments: Shipments,
+) -> None:
+    # Given a shipment cancelled by hand
+    handler = ShipmentHandler(shipments.settings)
+    first = shipments.cancel("order-1", reason="ManualCancellation")
+    handler.process_batch([shipments.record(first, 0)])
+
+    # When the process sends CancelShipment again after a timeout (a new message id)
+    resent = shipments.cancel("order-1", reason="TimedOut")
+    [outcome] = handler.process_batch([shipments.record(resent, 1)])
+    handler.close()
+
+    # Then it is answered ShipmentCancelled again, with the first reason, and the record stays
+    order_id = shipments.order("order-1")
+    assert outcome.result == "cancelled"
+    assert outcome.event is not None
+    assert outcome.event.data == ShipmentCancelled(order_id=order_id, reason="ManualCancellation")
+    assert shipments.cancellations(order_id) == [("ManualCancellation", first.message_id)]
+
+
+def test_a_refused_send_package_delivered_again_changes_nothing(shipments: Shipments) -> None:
+    # Given a cancelled shipment and the SendPackage it refused
+    shipments.set_stock(lamp=5)
+    handler = ShipmentHandler(shipments.settings)
+    send = shipments.command("order-1", {"lamp": 1})
+    handler.process_batch([shipments.record(shipments.cancel("order-1"), 0)])
+    [refused] = handler.process_batch([shipments.record(send, 1)])
+
+    # When that SendPackage is delivered again
+    [again] = handler.process_batch([shipments.record(send, 1)])
+    handler.close()
+
+    # Then it is a duplicate: no second rejection, no package, stock untouched
+    assert (refused.result, again.result) == ("rejected", "duplicate")
+    assert len(shipments.outbox()) == 2
+    assert shipments.packages(shipments.order("order-1")) == []
+    assert shipments.stock("lamp") == {"lamp": 5}
+
+
+def test_commands_queued_behind_a_module_that_was_down_are_decided_in_their_order(
+    shipments: Shipments,
+) -> None:
+    # Given two orders' commands queued while the module was down: order-a's SendPackage
+    # and then its CancelShipment (the process timed out meanwhile), and order-b's
+    # CancelShipment before a SendPackage of its own (sent again after a crash)
+    shipments.set_stock(lamp=5)
+    send_a = shipments.command("order-a", {"lamp": 2})
+    cancel_a = shipments.cancel("order-a")
+    cancel_b = shipments.cancel("order-b")
+    send_b = shipments.command("order-b", {"lamp": 2})
+    records = [(c.correlation_id.encode(), encode(c)) for c in (send_a, cancel_a, cancel_b, send_b)]
+    produce(shipments.settings, shipments.topic("shipments.commands"), records)
+
+    # When the module comes back
+    with running(shipments.settings):
+        events = shipments.events(expected=4)
+
+    # Then order-a shipped and its cancellation was rejected; order-b was never shipped
+    by_cause = {e.causation_id: e.data for e in events}
+    assert isinstance(by_cause[send_a.message_id], PackageWasSent)
+    assert isinstance(by_cause[cancel_a.message_id], ShipmentCancellationRejected)
+    assert isinstance(by_cause[cancel_b.message_id], ShipmentCancelled)
+    refused = by_cause[send_b.message_id]
+    assert isinstance(refused, CommandRejected) and refused.command_type == "SendPackage"
+    assert shipments.stock("lamp") == {"lamp": 3}
+    assert shipments.packages(shipments.order("order-b")) == []
+    # And each event is keyed by its order
+    assert all(e.correlation_id == order_id_of_event(e) for e in events)
+
+
+def order_id_of_event(event: Envelope) -> str:
+    order_id = getattr(event.data, "order_id", None)
+    assert isinstance(order_id, str)
+    return order_id
+
+
 # Outbox relay crash
 
 
@@ -551,6 +749,30 @@ def test_two_packages_competing_for_the_last_units_never_drive_stock_negative(
         assert shipments.stock(a, b) == {a: 1, b: 1}
 
 
+def test_a_package_and_a_cancel_decided_at_the_same_moment_never_both_take_effect(
+    shipments: Shipments,
+) -> None:
+    shipments.set_stock(lamp=100)
+    for round_ in range(10):
+        # Given one order's SendPackage and CancelShipment in two handlers at once (a rebalance)
+        order = f"order-{round_}"
+        send, cancel = shipments.command(order, {"lamp": 1}), shipments.cancel(order)
+
+        # When both are decided at the same moment
+        outcomes = {o.record.value: o.result for o in race(shipments, [send, cancel])}
+
+        # Then either the package went out and the cancellation was rejected, or the shipment
+        # was cancelled and the package refused; never a package and a cancellation
+        results = (outcomes[encode(send)], outcomes[encode(cancel)])
+        assert results in {("sent", "not_cancelled"), ("rejected", "cancelled")}, results
+        order_id = shipments.order(order)
+        shipped, cancelled = shipments.packages(order_id), shipments.cancellations(order_id)
+        assert len(shipped) + len(cancelled) == 1, (shipped, cancelled)
+    assert shipments.stock("lamp")["lamp"] == 100 - sum(
+        len(shipments.packages(shipments.order(f"order-{n}"))) for n in range(10)
+    )
+
+
 # Migrations
 
 
@@ -582,7 +804,14 @@ def test_migrations_run_concurrently_and_twice_apply_each_file_once(migrated: Se
                 )
             }
         assert versions == applied[0]
-        assert {"inventory", "packages", "inbox", "outbox", "schema_migrations"} <= tables
+        assert {
+            "inventory",
+            "packages",
+            "shipment_cancellations",
+            "inbox",
+            "outbox",
+            "schema_migrations",
+        } <= tables
     finally:
         with psycopg.connect(migrated.database_url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
