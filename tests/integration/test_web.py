@@ -249,6 +249,16 @@ def stalled_list(expected: list[str]) -> list[dict[str, Any]] | None:
 # The operator's cancel
 
 
+def test_faust_does_not_serve_its_raw_table_and_router_views(cluster: Cluster) -> None:
+    # Given a running worker that owns processes
+    # When anyone asks for Faust's built-in table and router views
+    # Then they are not served: they would dump raw records without a token
+    for path in ("/table/", "/table/processes/", "/router/", "/router/processes/"):
+        status, _ = call(PORTS[0], path)
+        assert status == 404, f"{path}: {status}"
+    assert call(PORTS[0], "/processes/stats/")[0] == 200
+
+
 def test_cancel_is_refused_without_the_right_token(cluster: Cluster) -> None:
     path = f"/processes/{cluster.to_cancel}/cancel/"
     wrong = {"Authorization": "Bearer not-the-token"}
