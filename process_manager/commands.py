@@ -13,6 +13,7 @@ from typing import Final
 from aggregates.messages import (
     CancellationReason,
     CancelOrder,
+    CancelShipment,
     CompleteOrder,
     DiscardPayment,
     Envelope,
@@ -57,6 +58,10 @@ def _send_package(p: Process) -> Message:
     return SendPackage(order_id=p.order_id, product_items=p.product_items)
 
 
+def _cancel_shipment(p: Process) -> Message:
+    return CancelShipment(order_id=p.order_id, reason=_reason(p))
+
+
 def _complete_order(p: Process) -> Message:
     return CompleteOrder(order_id=p.order_id)
 
@@ -78,6 +83,7 @@ BUILDERS: Final[dict[str, Callable[[Process], Message]]] = {
     "RequestPayment": _request_payment,
     "RecordOrderPayment": _record_order_payment,
     "SendPackage": _send_package,
+    "CancelShipment": _cancel_shipment,
     "CompleteOrder": _complete_order,
     "CancelOrder": _cancel_order,
     "DiscardPayment": _discard_payment,

@@ -28,6 +28,7 @@ from aggregates.messages import (
     CommandRejected,
     Envelope,
     OrderInitialized,
+    PackageWasSent,
     PaymentFinalized,
     PaymentSettled,
     ProcessTimedOut,
@@ -42,6 +43,7 @@ OutcomeKind = Literal["applied", "duplicate", "ignored"]
 
 COMPENSATING: Final = frozenset(
     {
+        State.CancellingShipment,
         State.CancellingOrder,
         State.CancellingOrderWithPayment,
         State.DiscardingPayment,
@@ -49,7 +51,11 @@ COMPENSATING: Final = frozenset(
         State.Cancelled,
     }
 )
-"""The states a cancelled order's process passes through."""
+"""The states of a process whose cancellation has started. Only ``CancellingShipment`` can
+still lead back to completion (the package went out before the cancellation reached it)."""
+
+COMPLETING: Final = frozenset({State.Completing, State.Completed})
+"""The states of a process whose order completes: it has no cancellation reason."""
 
 CANCELLATION_REASONS: Final[dict[str, CancellationReason]] = {
     "PaymentFailed": "PaymentFailed",
@@ -100,6 +106,8 @@ def handle(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -
             "cancellation_reason": _reason(state, transition.next, trigger, process),
         }
     )
+    if transition.next == State.Escalated:
+        moved = moved.model_copy(update={"escalation": _escalation(moved, state, envelope)})
     commands = tuple(build(command, moved, envelope) for command in transition.commands)
     after = _record(moved.model_copy(update={"owed": commands}), envelope, state, commands)
     return Outcome("applied", after, commands, f"{trigger}: {state} -> {transition.next}")
@@ -108,11 +116,27 @@ def handle(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -
 def _reason(
     state: State | None, next_state: State, trigger: str, process: Process | None
 ) -> CancellationReason | None:
-    """The cancellation reason after a move: set by the move that starts compensating."""
+    """The cancellation reason after a move: set by the move that starts compensating, and
+    cleared by a move to completion (the package went out first: the order is not cancelled)."""
     reason = None if process is None else process.cancellation_reason
+    if next_state in COMPLETING:
+        return None
     if reason is None and state not in COMPENSATING and next_state in COMPENSATING:
         return CANCELLATION_REASONS.get(trigger)
     return reason
+
+
+def _escalation(process: Process, state: State | None, cause: Envelope) -> str:
+    """Why ``cause`` left ``process`` to an operator, for the record and the views."""
+    message = cause.data
+    what: str = message.type
+    if isinstance(message, PackageWasSent):
+        what = f"PackageWasSent (package {message.package_id})"
+    return (
+        f"{what} {cause.message_id} arrived in {state} (cancellation reason "
+        f"{process.cancellation_reason}): the goods went out for an order being cancelled; "
+        "an operator settles the order and its payment"
+    )
 
 
 def resume(process: Process) -> list[Envelope]:

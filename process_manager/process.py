@@ -1,10 +1,11 @@
 """The record of one order's process, as stored in the process table and shown to operators.
 
 Besides ``state`` and ``deadline`` it keeps what the next commands and any compensation need
-(the cart's items, price and payment method, the payment id, the cancellation reason), the
-message ids it has taken in, applied or ignored, in order (to drop duplicates, and so
-verify can fold them in the order the worker saw them), its history, and ``owed``: the command
-envelopes of the last transition, which ``resume`` sends again after a crash.
+(the cart's items, price and payment method, the payment id, the cancellation reason), why it
+was left to an operator (``escalation``, set on entering ``Escalated``), the message ids it
+has taken in, applied or ignored, in order (to drop duplicates, and so verify can fold them in
+the order the worker saw them), its history, and ``owed``: the command envelopes of the last
+transition, which ``resume`` sends again after a crash.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Process(BaseModel):
     payment_finalized_at: UtcDatetime | None = None
     payment_settled: bool = False
     cancellation_reason: CancellationReason | None = None
+    escalation: str | None = None
     # Bookkeeping
     applied: tuple[str, ...] = ()
     history: tuple[HistoryEntry, ...] = ()

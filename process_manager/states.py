@@ -24,14 +24,17 @@ class State(StrEnum):
     Completing = "Completing"
     Completed = "Completed"
     # Compensation
+    CancellingShipment = "CancellingShipment"
     CancellingOrder = "CancellingOrder"
     CancellingOrderWithPayment = "CancellingOrderWithPayment"
     DiscardingPayment = "DiscardingPayment"
     RefundingPayment = "RefundingPayment"
     Cancelled = "Cancelled"
+    # Left to an operator: a package was sent to a process that is cancelling or cancelled
+    Escalated = "Escalated"
 
 
-TERMINAL_STATES: Final = frozenset({State.Completed, State.Cancelled})
+TERMINAL_STATES: Final = frozenset({State.Completed, State.Cancelled, State.Escalated})
 
 Timeouts = Mapping[State, timedelta]
 """How long a process may stay in each non-terminal state before it times out."""
@@ -42,6 +45,7 @@ DEFAULT_TIMEOUTS: Final[Timeouts] = {
     State.RecordingPayment: timedelta(seconds=60),
     State.AwaitingShipment: timedelta(seconds=300),
     State.Completing: timedelta(seconds=60),
+    State.CancellingShipment: timedelta(seconds=60),
     State.CancellingOrder: timedelta(seconds=60),
     State.CancellingOrderWithPayment: timedelta(seconds=60),
     State.DiscardingPayment: timedelta(seconds=60),
@@ -50,7 +54,7 @@ DEFAULT_TIMEOUTS: Final[Timeouts] = {
 
 
 def is_terminal(state: State) -> bool:
-    """Whether ``state`` ends the process: exactly ``Completed`` and ``Cancelled``."""
+    """Whether ``state`` ends the process: ``Completed``, ``Cancelled`` and ``Escalated``."""
     return state in TERMINAL_STATES
 
 

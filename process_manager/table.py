@@ -5,10 +5,23 @@ trigger names the refused command: ``CommandRejected(CancelOrder)``. ``None`` as
 the start, before any process exists. The commands are the wire types to send; their data
 comes from the process record (see ``commands.py``). A pair with no row changes nothing.
 
-Compensation always asks for a discard first and refunds only when the payment module
-answers ``PaymentDiscardRejected``: the module, not the process, knows whether the payment
-settled by the time the discard reaches it. Once the package is sent (``Completing``), the
-order can no longer be cancelled: there is no command to take a package back.
+The participant that acts decides. Compensation always asks for a discard first and refunds
+only when the payment module answers ``PaymentDiscardRejected``: the module, not the process,
+knows whether the payment settled by the time the discard reaches it. Likewise a process that
+would cancel while its ``SendPackage`` may still be in flight or queued (a timeout or an
+operator in ``AwaitingShipment``) never cancels the order itself: it asks the shipment module
+(``CancelShipment``, in ``CancellingShipment``). ``ShipmentCancelled`` (no package, and none
+will ever be sent) cancels the order and compensates the payment; ``PackageWasSent`` or
+``ShipmentCancellationRejected`` (the package went out) completes the order, with no
+cancellation reason. A timeout there sends ``CancelShipment`` again: a timeout alone never
+decides whether goods shipped. Once the package is sent (``Completing``), the order can no
+longer be cancelled: there is no command to take a package back.
+
+A ``PackageWasSent`` that meets a process already cancelling its order or ``Cancelled`` is
+never ignored: it moves the process to ``Escalated``, a terminal state left to an operator,
+with the cause in ``Process.escalation`` and the cancellation reason kept. The protocol above
+makes it unreachable (the shipment module refuses a ``SendPackage`` once it cancelled the
+shipment); the rows make the rule explicit.
 """
 
 # The table is aligned in columns so that it reads as a table; its lines may run long.
@@ -51,8 +64,13 @@ TRANSITIONS: Final[dict[tuple[S | None, str], Transition]] = {
     (S.RecordingPayment, "ProcessTimedOut"):                        _to(S.CancellingOrderWithPayment, "CancelOrder"),
     (S.RecordingPayment, "CancelProcess"):                          _to(S.CancellingOrderWithPayment, "CancelOrder"),
     (S.AwaitingShipment, "ProductWasOutOfStock"):                   _to(S.CancellingOrderWithPayment, "CancelOrder"),
-    (S.AwaitingShipment, "ProcessTimedOut"):                        _to(S.CancellingOrderWithPayment, "CancelOrder"),
-    (S.AwaitingShipment, "CancelProcess"):                          _to(S.CancellingOrderWithPayment, "CancelOrder"),
+    # A package may be on its way: the shipment module decides whether it went out
+    (S.AwaitingShipment, "ProcessTimedOut"):                        _to(S.CancellingShipment, "CancelShipment"),
+    (S.AwaitingShipment, "CancelProcess"):                          _to(S.CancellingShipment, "CancelShipment"),
+    (S.CancellingShipment, "ShipmentCancelled"):                    _to(S.CancellingOrderWithPayment, "CancelOrder"),
+    (S.CancellingShipment, "ProductWasOutOfStock"):                 _to(S.CancellingOrderWithPayment, "CancelOrder"),
+    (S.CancellingShipment, "PackageWasSent"):                       _to(S.Completing, "CompleteOrder"),
+    (S.CancellingShipment, "ShipmentCancellationRejected"):         _to(S.Completing, "CompleteOrder"),
     # Compensation
     (S.CancellingOrder, "OrderCancelled"):                          _to(S.Cancelled),
     (S.CancellingOrder, "CommandRejected(CancelOrder)"):            _to(S.Cancelled),
@@ -68,8 +86,15 @@ TRANSITIONS: Final[dict[tuple[S | None, str], Transition]] = {
     # Late success after cancellation: money is never kept
     (S.Cancelled, "PaymentFinalized"):                              _to(S.DiscardingPayment, "DiscardPayment"),
     (S.Cancelled, "PaymentSettled"):                                _to(S.RefundingPayment, "RefundPayment"),
+    # A package sent to a process that is cancelling or cancelled: never ignored, an operator decides
+    (S.CancellingOrder, "PackageWasSent"):                          _to(S.Escalated),
+    (S.CancellingOrderWithPayment, "PackageWasSent"):               _to(S.Escalated),
+    (S.DiscardingPayment, "PackageWasSent"):                        _to(S.Escalated),
+    (S.RefundingPayment, "PackageWasSent"):                         _to(S.Escalated),
+    (S.Cancelled, "PackageWasSent"):                                _to(S.Escalated),
     # Timeouts past the point of no return, or while compensating: send the command again
     (S.Completing, "ProcessTimedOut"):                              _to(S.Completing, "CompleteOrder"),
+    (S.CancellingShipment, "ProcessTimedOut"):                      _to(S.CancellingShipment, "CancelShipment"),
     (S.CancellingOrder, "ProcessTimedOut"):                         _to(S.CancellingOrder, "CancelOrder"),
     (S.CancellingOrderWithPayment, "ProcessTimedOut"):              _to(S.CancellingOrderWithPayment, "CancelOrder"),
     (S.DiscardingPayment, "ProcessTimedOut"):                       _to(S.DiscardingPayment, "DiscardPayment"),

@@ -31,6 +31,8 @@ from aggregates.messages import (
     ProcessTimedOut,
     ProductItem,
     ProductWasOutOfStock,
+    ShipmentCancellationRejected,
+    ShipmentCancelled,
 )
 from process_manager import DEFAULT_TIMEOUTS, Outcome, Process, State, handle
 
@@ -82,6 +84,13 @@ def message(process: Process | None, trigger: str, method: PaymentMethod = "card
             return PackageWasSent(package_id="pkg-1", order_id=ORDER, product_items=ITEMS)
         case "ProductWasOutOfStock":
             return ProductWasOutOfStock(order_id=ORDER, product_id="book", requested=2, available=0)
+        case "ShipmentCancelled":
+            assert process is not None and process.cancellation_reason is not None
+            return ShipmentCancelled(order_id=ORDER, reason=process.cancellation_reason)
+        case "ShipmentCancellationRejected":
+            return ShipmentCancellationRejected(
+                order_id=ORDER, package_id="pkg-1", reason="package pkg-1 was already sent"
+            )
         case "OrderCompleted":
             return OrderCompleted(order_id=ORDER)
         case "OrderCancelled":
@@ -159,11 +168,13 @@ PATH_TO: dict[State | None, tuple[str, ...]] = {
     State.AwaitingShipment: HAPPY[:4],
     State.Completing: HAPPY[:5],
     State.Completed: HAPPY,
+    State.CancellingShipment: (*HAPPY[:4], "CancelProcess"),
     State.CancellingOrder: (*HAPPY[:1], "CancelProcess"),
     State.CancellingOrderWithPayment: (*HAPPY[:2], "CancelProcess"),
     State.DiscardingPayment: DISCARDING,
     State.RefundingPayment: (*DISCARDING, "PaymentDiscardRejected"),
     State.Cancelled: (*DISCARDING, "PaymentDiscarded"),
+    State.Escalated: (*DISCARDING, "PaymentDiscarded", "PackageWasSent"),
 }
 
 

@@ -26,7 +26,7 @@ def test_the_diagram_shows_every_state_and_ends_in_the_terminal_states() -> None
     diagram = to_mermaid()
 
     assert all(state.value in diagram for state in State)
-    assert diagram.endswith("    Completed --> [*]\n    Cancelled --> [*]\n")
+    assert diagram.endswith("    Completed --> [*]\n    Cancelled --> [*]\n    Escalated --> [*]\n")
 
 
 def test_the_table_has_one_row_per_transition_with_its_commands() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from aggregates.messages import (
     CancelOrder,
+    CancelShipment,
     CartOpened,
     CommandRejected,
     DiscardPayment,
@@ -21,12 +22,14 @@ from aggregates.messages import (
     RefundPayment,
     RequestPayment,
     SendPackage,
+    ShipmentCancelled,
     deterministic_id,
 )
 from process_manager import REACTS_TO, Process, State, handle, resume
 from process_manager.process import MAX_APPLIED_IDS
 from tests.unit.process_manager.scenario import (
     CLIENT,
+    DISCARDING,
     HAPPY,
     ITEMS,
     LATER,
@@ -258,6 +261,235 @@ def test_a_timeout_after_the_process_ended_does_nothing() -> None:
     )
 
     assert handle(done, timeout, timeouts=TIMEOUTS).kind == "ignored"
+
+
+# Cancelling while a package may be on its way: the shipment module decides
+
+
+def test_a_timeout_while_shipping_asks_the_shipment_module_and_cancels_nothing_yet() -> None:
+    # Given a paid order whose SendPackage is in flight (or queued behind a module that is down)
+    process = given(*HAPPY[:4])
+
+    # When its deadline passes
+    outcome = when(process, "ProcessTimedOut", message_id="timeout")
+
+    # Then it asks the shipment module to cancel the shipment; the order is not cancelled
+    assert outcome.process is not None
+    assert outcome.process.state == State.CancellingShipment
+    assert outcome.process.cancellation_reason == "TimedOut"
+    [command] = outcome.commands
+    assert command.data == CancelShipment(order_id=ORDER, reason="TimedOut")
+    assert command.message_id == deterministic_id("timeout", "CancelShipment")
+
+
+def test_a_timeout_while_the_package_ships_completes_the_order_and_never_refunds() -> None:
+    # Given a paid order that timed out while its package was being sent
+    race = (*HAPPY[:4], "ProcessTimedOut")
+
+    # When the package was sent after all, and the order completes
+    process = given(*race, "PackageWasSent", "OrderCompleted")
+
+    # Then the order is completed and not cancelled: no CancelOrder, discard or refund was sent
+    assert process.state == State.Completed
+    assert process.cancellation_reason is None
+    assert commands_of(*race, "PackageWasSent", "OrderCompleted") == [
+        "InitOrder",
+        "RequestPayment",
+        "RecordOrderPayment",
+        "SendPackage",
+        "CancelShipment",
+        "CompleteOrder",
+    ]
+    # And the module's refusal of the cancellation, arriving after, changes nothing
+    assert when(process, "ShipmentCancellationRejected").kind == "ignored"
+
+
+def test_a_refused_shipment_cancellation_completes_the_order() -> None:
+    # Given an operator's cancel that reached the shipment module after the package went out
+    process = given(*HAPPY[:4], "CancelProcess")
+    assert process.cancellation_reason == "ManualCancellation"
+
+    # When the module answers that the package was already sent
+    outcome = when(process, "ShipmentCancellationRejected")
+
+    # Then the order completes, with no cancellation reason, and the PackageWasSent that
+    # follows changes nothing
+    assert outcome.process is not None
+    assert outcome.process.state == State.Completing
+    assert outcome.process.cancellation_reason is None
+    assert [c.data.type for c in outcome.commands] == ["CompleteOrder"]
+    assert when(outcome.process, "PackageWasSent", message_id="sent").kind == "ignored"
+
+
+def test_a_shipment_cancelled_before_its_package_cancels_the_order_and_compensates() -> None:
+    # Given a timeout whose CancelShipment reached the module before the SendPackage did
+    process = given(*HAPPY[:4], "ProcessTimedOut")
+
+    # When the module answers ShipmentCancelled
+    outcome = when(process, "ShipmentCancelled")
+
+    # Then the order is cancelled for the timeout, and then the payment is discarded
+    assert outcome.process is not None
+    assert outcome.process.state == State.CancellingOrderWithPayment
+    assert [c.data for c in outcome.commands] == [CancelOrder(order_id=ORDER, reason="TimedOut")]
+    triggers = (*HAPPY[:4], "ProcessTimedOut", "ShipmentCancelled", "OrderCancelled")
+    assert given(*triggers, "PaymentDiscarded").state == State.Cancelled
+    assert commands_of(*triggers, "PaymentDiscarded")[-3:] == [
+        "CancelShipment",
+        "CancelOrder",
+        "DiscardPayment",
+    ]
+
+
+def test_the_refusal_of_a_send_package_after_a_cancelled_shipment_changes_nothing() -> None:
+    # Given a cancelled shipment whose order is being cancelled
+    process = given(*HAPPY[:4], "ProcessTimedOut", "ShipmentCancelled")
+    send_package = process.history[3].commands[0]
+    assert send_package.type == "SendPackage"
+
+    # When the module refuses the SendPackage that reached it after the cancellation
+    refused = Envelope.wrap(
+        CommandRejected(
+            command_type="SendPackage",
+            command_message_id=send_package.message_id,
+            reason="the shipment was cancelled (TimedOut)",
+            order_id=ORDER,
+        ),
+        message_id="refused",
+        occurred_at=LATER,
+        correlation_id=ORDER,
+        causation_id=send_package.message_id,
+    )
+    outcome = handle(process, refused, timeouts=TIMEOUTS)
+
+    # Then nothing changes and nothing is sent: the compensation goes on
+    assert outcome.kind == "ignored"
+    assert outcome.commands == ()
+
+
+def test_out_of_stock_while_cancelling_the_shipment_cancels_with_the_first_reason() -> None:
+    # Given an operator's cancel while the package was being sent
+    process = given(*HAPPY[:4], "CancelProcess")
+
+    # When the module answers the SendPackage with out of stock first
+    outcome = when(process, "ProductWasOutOfStock")
+
+    # Then the order is cancelled (nothing shipped), for the reason that started it
+    assert outcome.process is not None
+    assert outcome.process.state == State.CancellingOrderWithPayment
+    assert [c.data for c in outcome.commands] == [
+        CancelOrder(order_id=ORDER, reason="ManualCancellation")
+    ]
+    # And the ShipmentCancelled that follows changes nothing
+    assert when(outcome.process, "ShipmentCancelled", message_id="c").kind == "ignored"
+
+
+def test_a_timeout_while_cancelling_the_shipment_asks_again_and_decides_nothing() -> None:
+    # Given a shipment cancellation the module has not answered (it is down)
+    process = given(*HAPPY[:4], "CancelProcess")
+    [first] = process.owed
+
+    # When the deadline passes
+    outcome = when(process, "ProcessTimedOut", message_id="timeout")
+
+    # Then CancelShipment is sent again under a new id, with the same reason; nothing else
+    assert outcome.process is not None
+    assert outcome.process.state == State.CancellingShipment
+    assert outcome.process.cancellation_reason == "ManualCancellation"
+    [again] = outcome.commands
+    assert again.data == first.data == CancelShipment(order_id=ORDER, reason="ManualCancellation")
+    assert again.message_id == deterministic_id("timeout", "CancelShipment") != first.message_id
+    assert outcome.process.deadline is not None and process.deadline is not None
+    assert outcome.process.deadline > process.deadline
+
+
+def test_an_operator_cancel_while_cancelling_the_shipment_does_nothing() -> None:
+    assert when(given(*HAPPY[:4], "ProcessTimedOut"), "CancelProcess").kind == "ignored"
+
+
+@pytest.mark.parametrize("trigger", ["ShipmentCancelled", "ShipmentCancellationRejected"])
+def test_a_shipment_answer_arriving_twice_changes_nothing(trigger: str) -> None:
+    # Given a process that took the module's answer in
+    process = given(*HAPPY[:4], "ProcessTimedOut")
+    answer = envelope(process, trigger, message_id="answer", at=LATER)
+    first = handle(process, answer, timeouts=TIMEOUTS)
+    assert first.kind == "applied"
+
+    # When the same answer arrives again (the outbox relay publishes at least once)
+    again = handle(first.process, answer, timeouts=TIMEOUTS)
+
+    # Then nothing changes, and only the commands owed are sent again, with their first ids
+    assert again.kind == "duplicate"
+    assert again.process == first.process
+    assert again.commands == first.commands
+
+
+def test_a_shipment_answer_outside_a_cancellation_is_ignored() -> None:
+    # Given a process waiting for its package, and one that completed
+    for process in (given(*HAPPY[:4]), given(*HAPPY)):
+        # When a stray ShipmentCancelled arrives, then nothing changes
+        stray = Envelope.wrap(
+            ShipmentCancelled(order_id=ORDER, reason="TimedOut"),
+            message_id="stray",
+            occurred_at=LATER,
+            correlation_id=ORDER,
+            causation_id=None,
+        )
+        outcome = handle(process, stray, timeouts=TIMEOUTS)
+        assert outcome.kind == "ignored" and outcome.commands == ()
+
+
+# A package that meets a cancelled process: an operator decides
+
+
+@pytest.mark.parametrize(
+    "cancelled",
+    [
+        pytest.param((*HAPPY[:3], "CancelProcess"), id="CancellingOrderWithPayment"),
+        pytest.param((*HAPPY[:3], "CancelProcess", "OrderCancelled"), id="DiscardingPayment"),
+        pytest.param(
+            (*HAPPY[:3], "CancelProcess", "OrderCancelled", "PaymentDiscarded"), id="Cancelled"
+        ),
+    ],
+)
+def test_a_package_sent_to_a_cancelled_process_is_escalated_never_ignored(
+    cancelled: tuple[str, ...],
+) -> None:
+    # Given a process whose cancellation was under way or done
+    process = given(*cancelled)
+
+    # When a PackageWasSent arrives (the protocol keeps this from happening)
+    outcome = when(process, "PackageWasSent", message_id="sent")
+
+    # Then the process is escalated to an operator, with the cause on its record
+    assert outcome.kind == "applied"
+    assert outcome.process is not None
+    assert outcome.process.state == State.Escalated
+    assert outcome.process.deadline is None
+    assert outcome.commands == ()
+    assert outcome.process.cancellation_reason == "ManualCancellation"
+    assert outcome.process.escalation == (
+        f"PackageWasSent (package pkg-1) sent arrived in {process.state} (cancellation reason "
+        "ManualCancellation): the goods went out for an order being cancelled; an operator "
+        "settles the order and its payment"
+    )
+    # And nothing moves it any more, not even a timeout or a late payment
+    for trigger in ("PaymentDiscarded", "PaymentSettled", "OrderCancelled"):
+        later = when(outcome.process, trigger, message_id=f"later-{trigger}")
+        assert later.process is not None and later.process.state == State.Escalated
+        assert later.commands == ()
+
+
+def test_a_package_sent_twice_to_a_cancelled_process_changes_nothing_the_second_time() -> None:
+    process = given(*DISCARDING, "PaymentDiscarded")
+    sent = envelope(process, "PackageWasSent", message_id="sent", at=LATER)
+    first = handle(process, sent, timeouts=TIMEOUTS)
+
+    again = handle(first.process, sent, timeouts=TIMEOUTS)
+
+    assert again.kind == "duplicate"
+    assert again.process == first.process
+    assert again.commands == ()
 
 
 # Operators

@@ -7,6 +7,7 @@ import pytest
 from aggregates.messages import MESSAGE_TYPES, deterministic_id
 from process_manager import TRANSITIONS, State, Transition, handle, is_terminal
 from process_manager.commands import BUILDERS
+from process_manager.decider import COMPENSATING
 from process_manager.states import deadline_for
 from tests.unit.process_manager.scenario import (
     LATER,
@@ -113,12 +114,41 @@ def test_every_non_terminal_state_has_a_timeout_and_a_way_out() -> None:
         assert any(s == state and row.next != state for (s, _), row in TRANSITIONS.items())
 
 
-def test_only_completed_and_cancelled_are_terminal() -> None:
-    assert {state for state in State if is_terminal(state)} == {State.Completed, State.Cancelled}
+def test_completed_cancelled_and_escalated_are_the_terminal_states() -> None:
+    assert {state for state in State if is_terminal(state)} == {
+        State.Completed,
+        State.Cancelled,
+        State.Escalated,
+    }
 
 
-def test_completed_has_no_way_out() -> None:
-    assert not any(state == State.Completed for state, _ in TRANSITIONS)
+def test_completed_and_escalated_have_no_way_out() -> None:
+    assert not any(state in {State.Completed, State.Escalated} for state, _ in TRANSITIONS)
+
+
+def test_a_package_sent_is_never_ignored_once_a_cancellation_has_started() -> None:
+    # Given every state a cancellation passes through, when a PackageWasSent arrives there
+    sent = {
+        state: row.next
+        for (state, trigger), row in TRANSITIONS.items()
+        if trigger == "PackageWasSent"
+    }
+
+    # Then it has a row: the order completes while the shipment module is asked, and an
+    # operator is called in any later state
+    assert set(sent) >= COMPENSATING
+    assert sent[State.CancellingShipment] == State.Completing
+    assert {sent[state] for state in COMPENSATING - {State.CancellingShipment}} == {State.Escalated}
+
+
+def test_a_process_that_may_have_sent_its_package_asks_the_shipment_module_to_cancel() -> None:
+    # Given a process waiting for its package, when it times out or an operator cancels it
+    for trigger in ("ProcessTimedOut", "CancelProcess"):
+        # Then it cancels the shipment, not the order: the shipment module decides
+        assert TRANSITIONS[(State.AwaitingShipment, trigger)] == (
+            State.CancellingShipment,
+            ("CancelShipment",),
+        )
 
 
 def test_every_state_but_completing_can_be_cancelled_by_an_operator_until_it_cancels() -> None:
