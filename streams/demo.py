@@ -35,7 +35,7 @@ from streams.shipment.store import set_stock
 
 CATALOGUE = [f"sku-{n:03d}" for n in range(1, 21)]
 SCARCE = "sku-scarce"  # never in stock: orders for it run out of stock after payment
-TERMINAL = {"Completed", "Cancelled"}
+TERMINAL = {"Completed", "Cancelled", "Escalated"}
 
 
 @dataclass(frozen=True)

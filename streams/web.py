@@ -55,6 +55,7 @@ SUMMARY_FIELDS = {
     "currency",
     "payment_method",
     "cancellation_reason",
+    "escalation",
 }
 
 

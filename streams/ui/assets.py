@@ -20,6 +20,7 @@ pre { background: #fff; border: 1px solid #d8dce3; padding: 12px; overflow-x: au
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 13px;
          background: #e3e8f2; }
 .badge.Completed { background: #d7f2dd; } .badge.Cancelled { background: #f7dada; }
+.badge.Escalated { background: #ffd8a8; }
 .badge.warn { background: #ffd8a8; }
 .counts { display: flex; flex-wrap: wrap; gap: 8px; margin: 8px 0; }
 .counts a { padding: 4px 10px; border-radius: 6px; background: #fff; border: 1px solid #d8dce3;

@@ -175,6 +175,8 @@ def _record(process: Process) -> str:
         ("payment settled", "yes" if process.payment_settled else "no"),
         ("cancellation reason", process.cancellation_reason or "-"),
     ]
+    if process.escalation is not None:
+        fields.append(("escalated to an operator", process.escalation))
     return "<dl>" + "".join(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>" for k, v in fields) + "</dl>"
 
 

@@ -16,7 +16,7 @@ from streams.settings import Settings
 from streams.shipment.store import set_stock, stock_levels
 from tests.integration.harness import produce, wire
 
-TERMINAL = {"Completed", "Cancelled"}
+TERMINAL = {"Completed", "Cancelled", "Escalated"}
 
 
 def place_order(
