@@ -7,9 +7,10 @@ records), the inventory and packages tables, and asserts:
 
 - every order's process, folded from its inputs, is terminal. The fold merges the topics by
   record timestamp; a transaction held up (by a broker restart, say) becomes visible later than
-  its timestamps say, so when that fold is not terminal, the inputs are folded again in the
-  order the live record took them in, if that order is a possible delivery order of the log
-  (``verify.fold_in_live_order``: only the order of message ids comes from the worker);
+  its timestamps say, so when that fold is not terminal (or ends in another state than the
+  live record), the inputs are folded again in the order the live record took them in, if
+  that order is a possible delivery order of the log (``verify.fold_in_live_order``: only the
+  order of message ids comes from the worker); the state checks below use the fold chosen;
 - no order is both completed and cancelled;
 - a completed order was paid once and shipped once, and nothing of it discarded or refunded;
 - every finalized payment of a cancelled order was discarded or refunded exactly once;
@@ -99,8 +100,10 @@ def order_violations(
     if facts.count("CartFinalized") == 0:
         return found
     folded = fold_order(inputs, timeouts)
-    if folded.process is not None and not is_terminal(folded.process.state) and taken_in:
-        folded = verify.fold_in_live_order(inputs, taken_in, timeouts) or folded
+    if folded.process is not None and taken_in:
+        state = folded.process.state
+        if not is_terminal(state) or (live_state is not None and state.value != live_state):
+            folded = verify.fold_in_live_order(inputs, taken_in, timeouts) or folded
     if folded.error is not None or folded.process is None:
         found.append(f"{order_id}: cannot be folded: {folded.error}")
     elif not is_terminal(folded.process.state):
