@@ -77,9 +77,17 @@ FUZZ_EXAMPLES ?= 100
 fuzz: topics  ## fuzzed bad input on every input topic against a real worker
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -m fuzz tests/fuzz
 
-CHAOS_ORDERS ?= 5000
-chaos: topics  ## kill -9 workers and restart the broker under load, then check every invariant
-	$(PY) -m tests.chaos.run --orders $(CHAOS_ORDERS)
+# PROFILE: classic (kills and one broker restart), long-outage (workers and module runners
+# killed around a broker outage longer than the payment and shipment timeouts) or
+# long-outage-short (what CI runs). SEED repeats a run (default: random, printed);
+# CHAOS_ORDERS overrides the profile's order count; CHAOS_ARGS passes anything else.
+PROFILE ?= classic
+SEED ?=
+CHAOS_ORDERS ?=
+CHAOS_ARGS ?=
+chaos: topics  ## kill -9 workers and stop the broker under load (PROFILE, SEED), then check every invariant
+	$(PY) -m tests.chaos.run --profile $(PROFILE) $(if $(SEED),--seed $(SEED)) \
+	  $(if $(CHAOS_ORDERS),--orders $(CHAOS_ORDERS)) $(CHAOS_ARGS)
 
 bench: topics  ## benchmarks (BENCH_ARGS=--quick for a short run); results in .data/bench/ and bench/latest.json
 	$(PY) -m bench $(BENCH_ARGS)

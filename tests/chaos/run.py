@@ -1,15 +1,38 @@
-"""Chaos run: orders of every outcome on two workers, while workers are killed with SIGKILL and
-the broker is restarted; then the independent checker (`streams.check`) judges the result.
+"""Chaos run: orders of every outcome through the workers while processes are killed with
+SIGKILL and the broker is stopped; then the independent checker (`streams.check`) judges it.
 
-    python -m tests.chaos.run [--orders 5000] [--rate 60] [--kill-every 8] [--max-seconds 900]
+    python -m tests.chaos.run [--profile classic|long-outage|long-outage-short] [--seed N]
+                              [--orders N] [--rate R] [--burst N] [--outage-s S]
+                              [--worker-kills N] [--runner-kills N] [--no-broker-restart]
+                              [--max-seconds S]
 
-Bounded in count and time, 127.0.0.1 only, and it stops by itself. Exits 1 when an invariant
-fails or the run did not finish in time.
+A profile (``tests/chaos/plan.py``) sets the load, the faults and the workers' timeouts; the
+seed (random when not given, printed at the start and in the summary) makes every random
+choice: when the broker stops, every kill's time and victim, and the order in which the carts
+of the mix are sent. Every fault is printed as it happens, with its time since the feed
+started, and again in the summary with how long its victim took to be ready again.
+
+- ``classic`` (``make chaos``): two workers with the module handlers in their threads, a
+  Faust worker killed about every 8 s, the broker restarted once.
+- ``long-outage``: two workers and two module runners (``python -m streams.runner``, as
+  ``make start`` runs them), workers and runners killed before, during and after a broker
+  outage longer than the payment and shipment timeouts the workers run with, and a burst of
+  carts around the stop, so that many processes are caught mid-way and time out.
+- ``long-outage-short``: the same in about 3 minutes; CI runs it (tests/chaos/test_chaos.py).
+
+A process that exits by itself (the watchdog's 70) is started again after 2 s, as
+``deploy/workers.sh`` does, and reported. Every generation of every process logs to a file of
+its own under ``.data/chaos/<run>/``. When every process has ended and every fault was carried
+out, the run waits until every consumer group has consumed every committed record, stops the
+processes and runs the checker. Bounded in count and time, 127.0.0.1 only, and it stops by
+itself; the broker is started again whatever happens. Exits 1 when an invariant fails, a
+planned fault was not carried out, or the run did not finish in time.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -18,232 +41,390 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+import uuid
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.admin import ping
-from streams.demo import Tracker, cart_records, changelog_reader, kind_of
+from process_manager import TERMINAL_STATES
+from streams.demo import Tracker, cart_records, kind_of
 from streams.metrics import ConsumerLag, consumer_groups
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings, get_settings
 from streams.shipment.store import set_stock
-from tests.integration.harness import REPO, Service, faust_worker, isolated_settings
+from tests.chaos.conductor import Conductor, Journal
+from tests.chaos.members import Member, runner, worker
+from tests.chaos.plan import (
+    PROFILES,
+    SHIPMENT_AND_PAYMENT_STATES,
+    Outage,
+    Profile,
+    make_plan,
+    send_times,
+)
+from tests.chaos.summary import Summary
+from tests.integration.harness import REPO, isolated_settings
 
-KAFKA = REPO / "deploy" / "kafka" / "kafka.sh"
+READY_TIMEOUT_S: Final = 120.0
+DRAIN_LIMIT_S: Final = 60.0
+# The process states a run ends in; Escalated (a package sent to a cancelled process, the
+# shipment cancellation protocol) ends one too, and the checker reports it.
+ENDS: Final = frozenset(s.value for s in TERMINAL_STATES) | {"Escalated"}
+# The driver's own clients say nothing below critical: while the broker is down on purpose,
+# librdkafka would print a refused connection every 50 ms.
+QUIET: Final = {"log_level": 2}
 
 
-@dataclass
-class Faults:
-    """What was done to the system, and how long it took to come back each time."""
+class Tracked(Tracker):
+    """The demo's tracker, with every state a run can end in (``ENDS``)."""
 
-    kills: list[dict[str, float | str]] = field(default_factory=list)
-    broker_restarts: list[dict[str, float]] = field(default_factory=list)
-    # Workers that exited by themselves (the watchdog's exit 70 on a stuck module loop), and
-    # were started again, as deploy/workers.sh's supervisor does.
-    exits: list[dict[str, float | str | int]] = field(default_factory=list)
+    def observe(self, key: bytes, value: bytes | None, timestamp_ms: int) -> None:
+        order_id = key.decode()
+        if order_id not in self.orders or value is None:
+            return
+        process = json.loads(value)
+        self.state[order_id] = process["state"]
+        self.reason[order_id] = process.get("cancellation_reason")
+        if process["state"] not in ENDS:
+            self.terminal_at.pop(order_id, None)
+        elif order_id not in self.terminal_at:
+            self.terminal_at[order_id] = timestamp_ms / 1000
 
 
-def seed(database_url: str, skus: dict[str, int]) -> None:
+# Load
+
+
+def seed_stock(database_url: str, skus: dict[str, int]) -> None:
     migrate(database_url)
     with connect(database_url) as conn, conn.transaction():
         for sku, quantity in skus.items():
             set_stock(conn, sku, quantity)
 
 
+@dataclass
+class Feed:
+    sent: int = 0
+    error: BaseException | None = None
+
+
 def feed(
-    settings: Settings, orders: dict[str, int], rate: float, skus: list[str], tracker: Tracker
+    settings: Settings,
+    orders: dict[str, int],
+    at: list[float],
+    skus: list[str],
+    tracker: Tracker,
+    fed: Feed,
 ) -> None:
-    """Send every cart's commands at `rate` carts/s; librdkafka retries through broker restarts."""
-    producer = Producer(settings.producer_config(**{"linger.ms": 5, "enable.idempotence": True}))
-    topic = settings.topic("carts.commands")
-    started = time.monotonic()
-    for n, (order_id, index) in enumerate(orders.items()):
-        kind = kind_of(index)
-        for key, value in cart_records(order_id, index, kind, skus[:-1], skus[-1]):
-            producer.produce(topic, key=key, value=value)
-        tracker.finalized_at[order_id] = time.time()
-        producer.poll(0)
-        ahead = (n + 1) / rate - (time.monotonic() - started)
-        if ahead > 0:
-            time.sleep(ahead)
-    remaining = producer.flush(120)
-    if remaining:
-        raise RuntimeError(f"{remaining} commands were never delivered")
+    """Send each cart's commands ``at`` its time (seconds after the start); librdkafka keeps
+    them through the broker's outage and delivers them once it is back."""
+    try:
+        config = {"linger.ms": 5, "enable.idempotence": True, **QUIET}
+        producer = Producer(settings.producer_config(**config))
+        topic = settings.topic("carts.commands")
+        started = time.monotonic()
+        for n, (order_id, index) in enumerate(orders.items()):
+            ahead = at[n] - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+            kind = kind_of(index)
+            for key, value in cart_records(order_id, index, kind, skus[:-1], skus[-1]):
+                producer.produce(topic, key=key, value=value)
+            tracker.finalized_at[order_id] = time.time()
+            fed.sent += 1
+            producer.poll(0)
+        remaining = producer.flush(300)
+        if remaining:
+            raise RuntimeError(f"{remaining} commands were never delivered")
+    except BaseException as error:
+        fed.error = error
 
 
-def kill_and_restart(worker: Service, faults: Faults) -> None:
-    killed_at = time.monotonic()
-    worker.kill()
-    worker.start(ready_timeout=120)
-    faults.kills.append({"worker": worker.name, "resumed_after_s": time.monotonic() - killed_at})
+def changelog_reader(settings: Settings) -> Consumer:
+    """The process table's changelog from its ends as they are now (the demo's reader, quiet)."""
+    topic = settings.process_changelog_topic()
+    config = {"group.id": f"chaos-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False, **QUIET}
+    consumer = Consumer(settings.confluent_config(**config))
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = [
+        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+    ]
+    consumer.assign([TopicPartition(topic, p, e) for p, e in zip(partitions, ends, strict=True)])
+    return consumer
 
 
-def restart_exited(workers: list[Service], faults: Faults) -> None:
-    """Start again every worker that exited by itself, as deploy/workers.sh's supervisor does."""
-    for worker in workers:
-        if worker.running():
-            continue
-        assert worker.process is not None
-        code = worker.process.returncode
-        print(f"\n  {worker.name} exited by itself with {code}; starting it again", file=sys.stderr)
-        started_at = time.monotonic()
-        worker.start(ready_timeout=120)
-        faults.exits.append(
-            {
-                "worker": worker.name,
-                "exit_code": code,
-                "resumed_after_s": time.monotonic() - started_at,
-            }
-        )
-
-
-def drain(settings: Settings, workers: list[Service], faults: Faults, limit_s: float) -> int:
+def drain(settings: Settings, journal: Journal, limit_s: float) -> dict[str, int] | None:
     """Wait until every consumer group has consumed every committed record (the workers
     still take in late messages after the last process ended, e.g. a payment settling);
-    return the records left over after ``limit_s``. verify compares a quiet system only."""
+    return what is left after ``limit_s`` per ``"<group> <topic>"`` (``None``: never
+    measured). verify compares a quiet system only."""
     lag = ConsumerLag(settings, consumer_groups(settings))
     deadline = time.monotonic() + limit_s
-    left = -1
+    behind: dict[str, int] | None = None
+    shown = 0.0
     while time.monotonic() < deadline:
-        restart_exited(workers, faults)
         try:
             behind = {f"{g} {t}": n for (g, t), n in lag.measure().items() if n}
         except Exception as error:  # the broker may still be recovering
-            print(f"\n  lag not measured: {error!r}", file=sys.stderr)
+            journal.say(f"lag not measured: {error!r}")
             time.sleep(2)
             continue
-        left = sum(behind.values())
-        if not left:
-            return 0
-        print(f"\r  draining: {left} records behind {sorted(behind)}", end="", file=sys.stderr)
+        if not behind:
+            return behind
+        if time.monotonic() - shown > 10:
+            shown = time.monotonic()
+            journal.say(f"draining: {sum(behind.values())} records behind: {behind}")
         time.sleep(2)
-    return left
+    return behind
 
 
-def restart_broker(faults: Faults) -> None:
-    stopped_at = time.monotonic()
-    subprocess.run(["bash", str(KAFKA), "stop"], check=True, capture_output=True)
-    down_at = time.monotonic()
-    subprocess.run(["bash", str(KAFKA), "start"], check=True, capture_output=True)
-    settings = get_settings()
-    while not ping(settings.confluent_config(), timeout=2):
-        time.sleep(0.5)
-    faults.broker_restarts.append(
-        {"stop_s": down_at - stopped_at, "back_after_s": time.monotonic() - stopped_at}
-    )
+def await_ready(members: list[Member], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(m.poll() for m in members):
+        for member in members:
+            if member.exit_code() is not None:
+                raise RuntimeError(f"{member.name} exited with {member.exit_code()} at start")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not ready in {timeout:.0f} s: {[m.name for m in members]}")
+        time.sleep(0.2)
 
 
-def run(args: argparse.Namespace) -> int:
+# The run
+
+
+def run(profile: Profile, seed: int, data_dir: Path) -> int:
+    rerun = f"python -m tests.chaos.run {' '.join(rerun_args(profile, seed))}"
+    print(f"chaos: profile {profile.name}, seed {seed}\n  re-run: {rerun}", flush=True)
     base = get_settings()
     settings, env = isolated_settings(base)
-    # Timeouts long enough that a worker outage alone does not cancel paying customers; the
-    # silent gateway still times out.
-    timeouts = {"AwaitingPayment": 20.0}
     env |= {
-        "PROCESS_TIMEOUTS": json.dumps(timeouts),
-        "PROCESS_TIMEOUT_ALL_S": "120",
+        "PROCESS_TIMEOUTS": json.dumps(profile.timeouts),
+        "PROCESS_TIMEOUT_ALL_S": str(profile.timeout_all_s),
         "PAYMENT_SETTLEMENT_DELAY_S": "3",
-        "STALL_EXIT_AFTER_S": "60",
+        "STALL_EXIT_AFTER_S": str(profile.stall_exit_after_s),
+        "WORKER_RUNS_MODULES": "false" if profile.separate_modules else "true",
     }
     run_id = env["APP_ID"]
+    run_dir = data_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
     skus = [f"{run_id}-sku-{n:02d}" for n in range(20)]
     seeded = {sku: 10_000 for sku in skus} | {f"{run_id}-scarce": 0}
-    seed(settings.database_url, seeded)
-    orders = {f"{run_id}-{i:05d}": i for i in range(args.orders)}
-    data = Path(args.data_dir) / run_id
-    workers = [faust_worker("streams.worker", env, data / f"w{n}", 16300 + n) for n in (1, 2)]
-    for worker in workers:
-        worker.start(ready_timeout=120)
-    tracker = Tracker({order_id: kind_of(i) for order_id, i in orders.items()})
-    faults = Faults()
-    deadline = time.monotonic() + args.max_seconds
-    feeder = threading.Thread(
-        target=feed, args=(settings, orders, args.rate, skus + [f"{run_id}-scarce"], tracker)
+    seed_stock(settings.database_url, seeded)
+    # The mix of every 100 carts is the demo's; the seed decides the order they are sent in.
+    indices = list(range(profile.orders))
+    random.Random(f"{seed}:orders").shuffle(indices)
+    orders = {f"{run_id}-{n:05d}": index for n, index in enumerate(indices)}
+    members = [worker(n, env, run_dir, 16300 + n) for n in (1, 2)]
+    if profile.separate_modules:
+        members += [runner(n, env, run_dir, 16300 + n) for n in (1, 2)]
+    plan = make_plan(
+        profile,
+        seed,
+        [m.name for m in members if m.kind == "worker"],
+        [m.name for m in members if m.kind == "runner"],
     )
-    reader = changelog_reader(settings)
+    times = send_times(profile, plan)
+    print(describe_profile(profile), flush=True)
+    print("  plan:\n" + "\n".join(f"    {line}" for line in plan.describe()), flush=True)
+    print(f"  logs: {run_dir}/<process>/<process>.<generation>.log", flush=True)
+    tracker = Tracked({order_id: kind_of(i) for order_id, i in orders.items()})
+    fed = Feed()
+    conductor: Conductor | None = None
+    reader = None
     started = time.monotonic()
-    feeder.start()
-    rng = random.Random(args.seed)
-    next_fault = time.monotonic() + args.kill_every
-    broker_restarted = not args.broker_restart
+    finished = False
+    left_behind: dict[str, int] | None = None
+    journal = Journal()
     try:
-        while tracker.done() < len(orders) and time.monotonic() < deadline:
+        for member in members:
+            member.spawn()
+        await_ready(members, READY_TIMEOUT_S)
+        reader = changelog_reader(settings)
+        journal = Journal()  # the feed starts now: every time in the report counts from here
+        conductor = Conductor(members, plan, journal, run_dir)
+        feeder = threading.Thread(
+            target=feed,
+            args=(settings, orders, times, [*skus, f"{run_id}-scarce"], tracker, fed),
+            daemon=True,
+        )
+        feeder.start()
+        conductor.start()
+        deadline = time.monotonic() + profile.max_seconds
+        shown = 0.0
+        while time.monotonic() < deadline and conductor.error is None:
             for message in reader.consume(1000, timeout=0.5):
-                if message.error() is None and message.key() is not None:
-                    tracker.observe(message.key(), message.value(), message.timestamp()[1])
-            restart_exited(workers, faults)
-            feeding = feeder.is_alive()
-            if feeding and time.monotonic() >= next_fault:
-                progress = tracker.done() / len(orders)
-                if not broker_restarted and progress > 0.3:
-                    restart_broker(faults)
-                    broker_restarted = True
-                else:
-                    kill_and_restart(rng.choice(workers), faults)
-                next_fault = time.monotonic() + args.kill_every
-            print(
-                f"\r  {tracker.done()}/{len(orders)} terminal, {len(faults.kills)} kills, "
-                f"{len(faults.broker_restarts)} broker restarts",
-                end="",
-                file=sys.stderr,
-            )
-        finished = tracker.done() == len(orders)
-        feeder.join(timeout=300)
-        left_behind = drain(settings, workers, faults, limit_s=120) if finished else -1
+                key = message.key()
+                if message.error() is None and key is not None:
+                    tracker.observe(key, message.value(), message.timestamp()[1])
+            ended = tracker.done() == len(orders)
+            if ended and conductor.done() and not feeder.is_alive():
+                finished = True
+                break
+            if time.monotonic() - shown >= 10:
+                shown = time.monotonic()
+                journal.say(
+                    f"progress: {fed.sent}/{len(orders)} fed, {tracker.done()} ended, "
+                    f"{len(plan.kills) - len(conductor.pending)}/{len(plan.kills)} kills, "
+                    f"broker {conductor.broker}"
+                )
+        if finished:
+            left_behind = drain(settings, journal, limit_s=DRAIN_LIMIT_S)
     finally:
-        print(file=sys.stderr)
-        feeder.join(timeout=300)
-        reader.close()
-        for worker in workers:
-            if worker.running():
-                worker.stop()
+        if conductor is not None:
+            conductor.stop()
+            conductor.restore_broker()
+        for member in members:
+            member.terminate()
+        for member in members:
+            member.wait_stopped(timeout=30)
+        if reader is not None:
+            reader.close()
     elapsed = time.monotonic() - started
-    outcomes: dict[str, int] = {}
+    check_code, findings = run_checker(env, run_id, seeded, run_dir)
+    summary = Summary(
+        profile=profile,
+        seed=seed,
+        rerun=rerun,
+        run_dir=run_dir,
+        orders=len(orders),
+        ended=tracker.done(),
+        outcomes=outcome_counts(tracker, orders),
+        events=journal.events,
+        not_done=[] if conductor is None else [k.describe() for k in conductor.pending],
+        left_behind=left_behind,
+        check_code=check_code,
+        findings=findings,
+        elapsed_s=elapsed,
+        feed_error=None if fed.error is None else repr(fed.error),
+        conductor_error=None
+        if conductor is None or conductor.error is None
+        else repr(conductor.error),
+    )
+    print(summary.render())
+    (run_dir / "summary.json").write_text(json.dumps(summary.as_json(), indent=2))
+    return 0 if summary.passed() else 1
+
+
+def run_checker(
+    env: dict[str, str], run_id: str, seeded: dict[str, int], run_dir: Path
+) -> tuple[int, dict[str, Any]]:
+    """Run ``python -m streams.check`` on the run's topics; its output also goes to check.log."""
+    check_env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
+    seeded_args = [f"{sku}={qty}" for sku, qty in seeded.items()]
+    out = run_dir / "check.json"
+    argv = [sys.executable, "-m", "streams.check", "--orders", run_id, "--json-out", str(out)]
+    with (run_dir / "check.log").open("wb") as log:
+        checked = subprocess.Popen(
+            [*argv, "--seeded", *seeded_args], env=check_env, cwd=REPO, stdout=subprocess.PIPE
+        )
+        assert checked.stdout is not None
+        for line in checked.stdout:
+            log.write(line)
+            sys.stdout.write(line.decode(errors="replace"))
+        code = checked.wait()
+    sys.stdout.flush()
+    findings = json.loads(out.read_text()) if out.exists() else {}
+    return code, findings
+
+
+def outcome_counts(tracker: Tracker, orders: dict[str, int]) -> dict[str, int]:
+    outcomes: Counter[str] = Counter()
     for order_id in orders:
         state = tracker.state.get(order_id, "unknown")
         reason = tracker.reason.get(order_id)
-        key = state if not reason else f"{state}/{reason}"
-        outcomes[key] = outcomes.get(key, 0) + 1
-    report = {
-        "orders": len(orders),
-        "terminal": tracker.done(),
-        "elapsed_s": round(elapsed, 1),
-        "kills": faults.kills,
-        "broker_restarts": faults.broker_restarts,
-        "exits": faults.exits,
-        "records_left_unconsumed": left_behind,
-        "outcomes": outcomes,
-    }
-    print(json.dumps(report, indent=2))
-    check_env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
-    seeded_args = [f"{sku}={qty}" for sku, qty in seeded.items()]
-    checked = subprocess.run(
-        [sys.executable, "-m", "streams.check", "--orders", run_id, "--seeded", *seeded_args],
-        env=check_env,
-        cwd=REPO,
+        outcomes[state if not reason else f"{state}/{reason}"] += 1
+    return dict(sorted(outcomes.items()))
+
+
+def describe_profile(profile: Profile) -> str:
+    outage = profile.outage
+    broker = (
+        "no broker fault"
+        if outage is None
+        else f"broker restarted at once, stop at {outage.at_s[0]:.0f}-{outage.at_s[1]:.0f} s"
+        if outage.down_s == 0
+        else f"broker down {outage.down_s:.0f} s from a stop at {outage.at_s[0]:.0f}-"
+        f"{outage.at_s[1]:.0f} s, {profile.kills_while_down} kills while it is down"
     )
-    if not finished:
-        print(f"chaos: only {tracker.done()} of {len(orders)} processes ended in time")
-    elif left_behind:
-        print(f"chaos: {left_behind} committed records were never consumed")
-    return 0 if finished and not left_behind and checked.returncode == 0 else 1
+    timeouts = ", ".join(f"{s} {profile.timeout_of(s):.0f} s" for s in SHIPMENT_AND_PAYMENT_STATES)
+    modules = "in module runners of their own" if profile.separate_modules else "in the workers"
+    burst = f" (+{profile.burst} around the broker stop)" if profile.burst else ""
+    return (
+        f"  {profile.orders} orders at {profile.rate:g}/s{burst}; {profile.worker_kills} "
+        f"worker and {profile.runner_kills} runner kills; {broker}; module handlers {modules}; "
+        "timeouts "
+        f"{timeouts}, others {profile.timeout_all_s:.0f} s; at most {profile.max_seconds:.0f} s"
+    )
+
+
+def rerun_args(profile: Profile, seed: int) -> list[str]:
+    """The arguments that run ``profile`` (with any overrides) again with ``seed``."""
+    base = PROFILES[profile.name]
+    args = ["--profile", profile.name, "--seed", str(seed)]
+    overrides = {
+        "--orders": (profile.orders, base.orders),
+        "--rate": (profile.rate, base.rate),
+        "--burst": (profile.burst, base.burst),
+        "--worker-kills": (profile.worker_kills, base.worker_kills),
+        "--runner-kills": (profile.runner_kills, base.runner_kills),
+        "--max-seconds": (profile.max_seconds, base.max_seconds),
+    }
+    for flag, (value, default) in overrides.items():
+        if value != default:
+            args += [flag, f"{value:g}"]
+    if profile.outage is None and base.outage is not None:
+        args.append("--no-broker-restart")
+    elif profile.outage is not None and profile.outage != base.outage:
+        args += ["--outage-s", f"{profile.outage.down_s:g}"]
+    return args
+
+
+def chosen_profile(args: argparse.Namespace) -> Profile:
+    profile = PROFILES[args.profile]
+    changes: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in ("orders", "rate", "burst", "worker_kills", "runner_kills", "max_seconds")
+        if getattr(args, name) is not None
+    }
+    if not args.broker_restart:
+        changes["outage"] = None
+    elif args.outage_s is not None:
+        at_s = profile.outage.at_s if profile.outage is not None else (20.0, 30.0)
+        changes["outage"] = Outage(at_s, args.outage_s)
+    return dataclasses.replace(profile, **changes)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.chaos.run")
-    parser.add_argument("--orders", type=int, default=5000)
-    parser.add_argument("--rate", type=float, default=60.0, help="carts per second")
-    parser.add_argument("--kill-every", type=float, default=8.0, help="seconds between faults")
-    parser.add_argument("--max-seconds", type=float, default=900.0)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.chaos.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="classic")
+    parser.add_argument("--seed", type=int, help="makes every random choice (default: random)")
+    parser.add_argument("--orders", type=int)
+    parser.add_argument("--rate", type=float, help="carts per second, but for the burst")
+    parser.add_argument("--burst", type=int, help="carts sent around the broker stop")
+    parser.add_argument("--outage-s", type=float, help="seconds the broker stays down")
+    parser.add_argument("--worker-kills", type=int)
+    parser.add_argument("--runner-kills", type=int)
+    parser.add_argument("--max-seconds", type=float)
     parser.add_argument("--no-broker-restart", dest="broker_restart", action="store_false")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--data-dir", default=str(REPO / ".data" / "chaos"))
+    parser.add_argument("--data-dir", type=Path, default=REPO / ".data" / "chaos")
     args = parser.parse_args(argv)
+    profile = chosen_profile(args)
+    if profile.runner_kills and not profile.separate_modules:
+        parser.error(f"profile {profile.name} runs no module runners to kill")
+    if not 0 <= profile.burst < profile.orders:
+        parser.error(f"the burst ({profile.burst}) must be smaller than --orders")
+    if profile.outage is not None and profile.outage.down_s > 0 and not profile.outlasts_timeouts():
+        print(f"note: the outage does not outlast the timeouts of {SHIPMENT_AND_PAYMENT_STATES}")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    return run(args)
+    return run(profile, seed, args.data_dir)
 
 
 if __name__ == "__main__":
