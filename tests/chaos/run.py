@@ -244,7 +244,7 @@ def run(profile: Profile, seed: int, data_dir: Path) -> int:
         await_ready(members, READY_TIMEOUT_S)
         reader = changelog_reader(settings)
         journal = Journal()  # the feed starts now: every time in the report counts from here
-        conductor = Conductor(members, plan, journal, run_dir)
+        conductor = Conductor(members, plan, journal, run_dir, settings.confluent_config())
         feeder = threading.Thread(
             target=feed,
             args=(settings, orders, times, [*skus, f"{run_id}-scarce"], tracker, fed),
