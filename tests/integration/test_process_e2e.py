@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from aggregates.messages import CancelShipment
 from streams.settings import Settings
 from tests.integration.flows import (
     cancel_process,
+    get_process,
     history_types,
     place_order,
     stock,
@@ -21,11 +25,13 @@ from tests.integration.harness import (
     envelopes,
     faust_worker,
     isolated_settings,
+    module_runner,
     produce,
     produce_raw,
     read_all,
     read_to_end,
     unique,
+    wire,
 )
 from tests.integration.malformed import malformed_records
 
@@ -254,3 +260,112 @@ def test_two_workers_share_the_orders_and_survive_one_being_killed(
         assert process["state"] == expected, (order_id, process["history"])
     # and each completed order took its stock once
     assert stock_of(isolated, sku) == 100 - sum(m != "card_declined" for m in orders.values())
+
+
+# Cancelling while the shipment module is down: the module decides whether the goods went out
+
+SPLIT_PORT = WEB_PORT + 3
+
+
+@dataclass
+class Split:
+    """A worker without module handlers, a runner with every module but shipments, and the
+    shipment module, started when a test says so."""
+
+    settings: Settings
+    shipments: Service
+
+    def wait_for(self, order_id: str, state: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (process := get_process(SPLIT_PORT, order_id)) is None or process["state"] != state:
+            assert time.monotonic() < deadline, f"{order_id} never reached {state}: {process}"
+            time.sleep(0.2)
+
+    def order_events(self, order_id: str) -> list[str]:
+        """The types of every event of ``order_id`` on the four events topics."""
+        found = []
+        for topic in ("orders.events", "payments.events", "shipments.events"):
+            events = envelopes(read_to_end(self.settings, self.settings.topic(topic)))
+            found += [e.type for e in events if e.correlation_id == order_id]
+        return found
+
+
+@pytest.fixture
+def split(settings: Settings, services: list[Service], tmp_path: Path) -> Split:
+    isolated, env = isolated_settings(settings)
+    env |= {
+        "WORKER_RUNS_MODULES": "false",
+        "PROCESS_TIMEOUT_ALL_S": "4",
+        "PAYMENT_SETTLEMENT_DELAY_S": "60",
+    }
+    worker = faust_worker("streams.worker", env, tmp_path / "w", SPLIT_PORT)
+    modules = module_runner(env, tmp_path / "m", "carts,orders,payments,outbox")
+    shipments = module_runner(env, tmp_path / "s", "shipments", name="shipments")
+    services.extend([worker, modules, shipments])
+    worker.start()
+    modules.start()
+    return Split(isolated, shipments)
+
+
+def test_a_timeout_while_the_shipment_module_is_down_completes_the_order_it_shipped(
+    split: Split,
+) -> None:
+    # Given stock, and a paid order whose SendPackage waits for a shipment module that is down
+    sku = unique("sku")
+    stock(split.settings, {sku: 5})
+    order_id = unique("order")
+    place_order(split.settings, order_id, "card_ok", [(sku, 2)])
+    split.wait_for(order_id, "AwaitingShipment")
+
+    # When its shipment deadline passes, and only then the module comes back
+    split.wait_for(order_id, "CancellingShipment")
+    split.shipments.start()
+
+    # Then the module ships the queued package and rejects the cancellation: the order completes
+    process = wait_terminal(SPLIT_PORT, order_id)
+    assert process["state"] == "Completed", process["history"]
+    assert process["cancellation_reason"] is None
+    assert history_types(process)[3:6] == [
+        "OrderPaymentRecorded",
+        "ProcessTimedOut",
+        "PackageWasSent",
+    ]
+    # And the goods went out once, and the order was never cancelled nor its money given back
+    assert stock_of(split.settings, sku) == 3
+    events = split.order_events(order_id)
+    assert events.count("PackageWasSent") == 1
+    assert "ShipmentCancellationRejected" in events
+    assert not {"OrderCancelled", "PaymentDiscarded", "PaymentRefunded"} & set(events)
+
+
+def test_a_shipment_cancelled_before_its_package_cancels_the_order_and_discards_the_payment(
+    split: Split,
+) -> None:
+    # Given a CancelShipment for an order that reaches the shipment module before the order's
+    # SendPackage does (both queued while the module is down)
+    sku = unique("sku")
+    stock(split.settings, {sku: 5})
+    order_id = unique("order")
+    early = CancelShipment(order_id=order_id, reason="TimedOut")
+    produce(split.settings, split.settings.topic("shipments.commands"), [wire(early)])
+    place_order(split.settings, order_id, "card_ok", [(sku, 2)])
+    split.wait_for(order_id, "AwaitingShipment")
+
+    # When the module comes back
+    split.shipments.start()
+
+    # Then the shipment is cancelled, the SendPackage refused, and once the process times out
+    # and asks, the order is cancelled and its payment discarded; nothing was shipped
+    process = wait_terminal(SPLIT_PORT, order_id)
+    assert process["state"] == "Cancelled", process["history"]
+    assert process["cancellation_reason"] == "TimedOut"
+    assert history_types(process)[-4:] == [
+        "ProcessTimedOut",
+        "ShipmentCancelled",
+        "OrderCancelled",
+        "PaymentDiscarded",
+    ]
+    assert stock_of(split.settings, sku) == 5
+    events = split.order_events(order_id)
+    assert "PackageWasSent" not in events
+    assert events.count("CommandRejected") == 1  # the refused SendPackage
