@@ -47,8 +47,9 @@ lint: venv
 test-unit: venv
 	$(VENV)/bin/pytest -m 'not integration'
 
-test: topics  ## the whole suite, against the real services (and a headless Chromium)
+test: topics  ## the whole suite, against the real services (and a headless Chromium and kcat)
 	bash deploy/browser.sh >/dev/null
+	bash deploy/kcat.sh >/dev/null
 	$(VENV)/bin/pytest
 
 worker: topics  ## one worker in the foreground

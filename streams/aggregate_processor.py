@@ -26,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -42,7 +42,7 @@ from confluent_kafka import (
 
 from aggregates.decider import Rejected
 from aggregates.messages import CommandRejected, Envelope, Message, deterministic_id, order_id_of
-from streams import liveness, metrics
+from streams import liveness, metrics, routing
 from streams.aggregate_modules import AggregateModule
 from streams.aggregate_store import AggregateStore, Record
 from streams.codec import DeadLetter, DecodeError, decode, encode, partition_of
@@ -54,7 +54,21 @@ from streams.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
 
 log = get_logger(__name__)
 
-Output = tuple[str, bytes | None, bytes]
+
+class Output(NamedTuple):
+    """A record to produce in the open transaction; to the key's partition unless given."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None
+    headers: routing.Headers | None = None
+
+    @classmethod
+    def forwarding(cls, forward: routing.Forward) -> Output:
+        return cls(forward.topic, forward.key, forward.value, forward.partition, forward.headers)
+
+
 STATUS_EVERY_S = 10.0
 
 
@@ -75,6 +89,7 @@ class AggregateProcessor:
         # Results of the commands in the open transaction, counted once it commits.
         self._decided: Counter[str] = Counter()
         self._consumed = 0  # records taken in since the last status line
+        self._partitions = settings.topic_partitions
         self._next_status = 0.0
         self.ready = threading.Event()
 
@@ -107,6 +122,9 @@ class AggregateProcessor:
         # Aborts whatever this worker left open before a crash, so readers are not held up.
         producer.init_transactions(30)
         consumer = Consumer(self.settings.member_config(self.group))
+        metadata = consumer.list_topics(self.commands_topic, timeout=30).topics[self.commands_topic]
+        # A key's partition is counted over the topic's partitions, as a producer hashes it.
+        self._partitions = len(metadata.partitions) or self.settings.topic_partitions
         consumer.subscribe(
             [self.commands_topic],
             on_assign=self._on_assign,
@@ -143,8 +161,14 @@ class AggregateProcessor:
         outputs: list[Output],
     ) -> None:
         producer.begin_transaction()
-        for topic, key, value in outputs:
-            producer.produce(topic, key=key, value=value)
+        for output in outputs:
+            producer.produce(
+                output.topic,
+                key=output.key,
+                value=output.value,
+                partition=-1 if output.partition is None else output.partition,
+                headers=output.headers,
+            )
         if records:
             hang_point(PROCESSOR_HANG_BEFORE_OFFSETS)
             offsets: dict[int, int] = {}
@@ -167,9 +191,11 @@ class AggregateProcessor:
         for result, count in self._decided.items():
             metrics.command_decided(self.module.name, result, count)
         self._decided.clear()
-        for topic, _, _ in outputs:
-            if topic == self.dead_letters:
+        for output in outputs:
+            if output.topic == self.dead_letters:
                 metrics.dead_letter(self.commands_topic)
+            elif output.partition is not None:
+                metrics.forwarded(output.topic)
 
     def _report_status(self, consumer: Consumer) -> None:
         """Every STATUS_EVERY_S, one line: what this processor owns, took in, and lags by."""
@@ -269,6 +295,19 @@ class AggregateProcessor:
     def _handle(self, records: list[KafkaMessage]) -> list[Output]:
         outputs: list[Output] = []
         for record in records:
+            forward = routing.misrouted(
+                self.commands_topic,
+                partition_of(record),
+                record.key(),
+                record.value(),
+                record.headers(),
+                self._partitions,
+            )
+            if forward is not None:
+                # Decided on the partition that keeps the aggregate's state, never here.
+                routing.log_forward(forward, partition_of(record), record.offset())
+                outputs.append(Output.forwarding(forward))
+                continue
             try:
                 command = decode(record.key(), record.value(), self.module.command_types)
             except DecodeError as error:
@@ -316,7 +355,7 @@ class AggregateProcessor:
                 correlation_id=aggregate_id,
                 causation_id=command.message_id,
             )
-            outputs.append((self.events_topic, aggregate_id.encode(), encode(envelope)))
+            outputs.append(Output(self.events_topic, aggregate_id.encode(), encode(envelope)))
         self.store.stage(partition, aggregate_id, record.after(state, command.message_id))
         bound.debug("command decided", events=[e.type for e in events])
         return outputs
@@ -329,7 +368,7 @@ class AggregateProcessor:
             offset=record.offset(),
             reason=reason,
         )
-        return (self.dead_letters, record.key(), DeadLetter.of(record, reason).to_bytes())
+        return Output(self.dead_letters, record.key(), DeadLetter.of(record, reason).to_bytes())
 
     # Commands owed after a delay (payment settlement)
 
@@ -357,7 +396,7 @@ class AggregateProcessor:
                 correlation_id=aggregate_id,
                 causation_id=None,
             )
-            outputs.append((self.commands_topic, aggregate_id.encode(), encode(envelope)))
+            outputs.append(Output(self.commands_topic, aggregate_id.encode(), encode(envelope)))
         return outputs
 
 

@@ -89,6 +89,12 @@ _COMMANDS = Counter(
     registry=REGISTRY,
 )
 _OUTBOX = Counter("outbox_published", "Outbox rows published to Kafka.", registry=REGISTRY)
+_FORWARDED = Counter(
+    "misrouted_forwarded",
+    "Records that arrived on another partition than their key hashes to, forwarded there.",
+    ["topic"],
+    registry=REGISTRY,
+)
 
 for (_from, _trigger), _row in TRANSITIONS.items():
     _TRANSITIONS.labels(_from.value if _from else START, _row.next.value)
@@ -125,6 +131,10 @@ def command_decided(module: str, result: str, count: int = 1) -> None:
 
 def outbox_published(count: int) -> None:
     _OUTBOX.inc(count)
+
+
+def forwarded(topic: str) -> None:
+    _FORWARDED.labels(topic).inc()
 
 
 # Gauges (scrape time)

@@ -23,7 +23,7 @@ from process_manager import (
     handle,
     trigger_of,
 )
-from streams import metrics
+from streams import metrics, routing
 from streams.app import create_app
 from streams.codec import DeadLetter, DecodeError, decode, encode
 from streams.deadlines import DeadlineIndex
@@ -48,6 +48,8 @@ outputs = {
     name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes)
     for name in {*COMMAND_TOPIC.values(), DEAD_LETTERS}
 }
+# Where a record on the wrong partition goes again: the same input topic, by full name.
+forwards = {topic: app.topic(topic, key_type=bytes, value_type=bytes) for topic in INPUTS}
 # bytes keys and values: the changelog uses the raw serializer, like the input topics (#514).
 processes = app.Table(
     "processes", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
@@ -68,6 +70,17 @@ async def process_orders(stream: Any) -> None:
 
 async def on_message(event: Any) -> None:
     record = event.message
+    forward = routing.misrouted(
+        record.topic,
+        record.partition,
+        event.key,
+        event.value,
+        record.headers,
+        app.consumer.topic_partitions(record.topic) or settings.topic_partitions,
+    )
+    if forward is not None:
+        await send_forward(forward, record)
+        return
     try:
         envelope = decode(event.key, event.value, INPUTS[record.topic])
     except DecodeError as error:
@@ -115,6 +128,22 @@ async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> None:
         bound.info("message ignored", reason=outcome.reason)
     for command in outcome.commands:
         await outputs[COMMAND_TOPIC[command.type]].send(key=key, value=encode(command))
+
+
+async def send_forward(forward: routing.Forward, record: Any) -> None:
+    try:
+        await forwards[forward.topic].send(
+            key=forward.key,
+            value=forward.value,
+            partition=forward.partition,
+            headers=forward.headers,  # type: ignore[arg-type]  # from aiokafka: (str, bytes)
+        )
+    except Exception as error:  # the record must not vanish: it goes to the dead letters
+        reason = routing.unforwardable_reason(forward, record.partition, error)
+        await dead_letter(record, forward.key, forward.value, reason)
+        return
+    routing.log_forward(forward, record.partition, record.offset)
+    metrics.forwarded(forward.topic)
 
 
 async def dead_letter(record: Any, key: bytes | None, value: bytes | None, reason: str) -> None:

@@ -42,7 +42,7 @@ from aggregates.messages import (
     deterministic_id,
     order_id_of,
 )
-from streams import liveness, metrics
+from streams import liveness, metrics, routing
 from streams.codec import DeadLetter, DecodeError, decode
 from streams.consuming import take
 from streams.faults import HANDLER_CRASH_BEFORE_OFFSET_COMMIT, crash_point
@@ -59,7 +59,14 @@ log = get_logger(__name__)
 ACCEPTED = ACCEPTED_TYPES["shipments.commands"]
 
 Result = Literal[
-    "sent", "out_of_stock", "cancelled", "not_cancelled", "rejected", "duplicate", "dead_letter"
+    "sent",
+    "out_of_stock",
+    "cancelled",
+    "not_cancelled",
+    "rejected",
+    "duplicate",
+    "dead_letter",
+    "forwarded",
 ]
 # commands_decided_total{result}: out of stock and an answered cancellation are decisions too
 # (events, not refusals).
@@ -84,6 +91,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: routing.Headers | None = None
 
     @classmethod
     def of(cls, message: KafkaMessage) -> Record:
@@ -96,6 +104,7 @@ class Record:
             offset,
             key.encode() if isinstance(key, str) else key,
             value.encode() if isinstance(value, str) else value,
+            routing.as_headers(message.headers()),
         )
 
 
@@ -134,6 +143,7 @@ class ShipmentHandler:
         self._db = LazyConnection(settings.database_url)
         self._producer: Producer | None = None
         self._delivery_errors: list[KafkaError] = []
+        self._partitions = settings.topic_partitions
         self.ready = threading.Event()
         self._decide: dict[str, Decide] = {
             "SendPackage": self.send_package,
@@ -146,6 +156,8 @@ class ShipmentHandler:
     def run(self, stop: threading.Event) -> None:
         """Consume, process and commit batch after batch until ``stop`` is set."""
         consumer = Consumer(self.settings.member_config(f"{self.settings.app_id}-shipments"))
+        metadata = consumer.list_topics(self.commands_topic, timeout=30).topics[self.commands_topic]
+        self._partitions = len(metadata.partitions) or self.settings.topic_partitions
         consumer.subscribe(
             [self.commands_topic],
             on_assign=lambda _, partitions: log.info(
@@ -197,8 +209,19 @@ class ShipmentHandler:
         Raises when the database or the dead-letter topic fails: then nothing may be
         committed, and the batch is processed again (the inbox makes that harmless).
         """
-        commands: list[Envelope | DecodeError] = []
+        commands: list[Envelope | DecodeError | routing.Forward] = []
         for record in records:
+            forward = routing.misrouted(
+                record.topic,
+                record.partition,
+                record.key,
+                record.value,
+                record.headers,
+                self._partitions,
+            )
+            if forward is not None:
+                commands.append(forward)
+                continue
             try:
                 commands.append(decode(record.key, record.value, ACCEPTED))
             except DecodeError as error:
@@ -209,19 +232,33 @@ class ShipmentHandler:
             store.lock_orders(conn, (order_id_of(c.data) for c in envelopes))
             store.lock_stock(conn, _products(envelopes))
             outcomes = [
-                self._decide[command.type](conn, command, record)
-                if isinstance(command, Envelope)
-                else self._dead_letter(record, command.reason)
-                for record, command in zip(records, commands, strict=True)
+                self._outcome(conn, record, c) for record, c in zip(records, commands, strict=True)
             ]
-        if any(outcome.result == "dead_letter" for outcome in outcomes):
-            self._flush_dead_letters()
+        if any(outcome.result in ("dead_letter", "forwarded") for outcome in outcomes):
+            self._flush_produced()
         for outcome, command in zip(outcomes, commands, strict=True):
             if isinstance(command, Envelope):
                 _report(outcome, command)
+            elif isinstance(command, routing.Forward):
+                routing.log_forward(command, outcome.record.partition, outcome.record.offset)
+                metrics.forwarded(command.topic)
             else:
                 metrics.dead_letter(outcome.record.topic)
         return outcomes
+
+    def _outcome(
+        self, conn: Connection, record: Record, command: Envelope | DecodeError | routing.Forward
+    ) -> Outcome:
+        match command:
+            case Envelope():
+                return self._decide[command.type](conn, command, record)
+            case routing.Forward():
+                # Forwarded unchanged to the partition its key hashes to; its owner decides.
+                self._produce(
+                    command.topic, command.key, command.value, command.partition, command.headers
+                )
+                return Outcome(record, "forwarded")
+        return self._dead_letter(record, command.reason)
 
     def send_package(self, conn: Connection, command: Envelope, record: Record) -> Outcome:
         """Gather (inbox, package or cancellation, locked stock), decide (reserve), apply
@@ -311,25 +348,40 @@ class ShipmentHandler:
             partition=record.partition,
             offset=record.offset,
         )
-        self._dead_letter_producer().produce(
-            self.dead_letters_topic,
-            key=record.key,
-            value=letter.to_bytes(),
+        self._produce(self.dead_letters_topic, record.key, letter.to_bytes())
+        return Outcome(record, "dead_letter", reason=reason)
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int = -1,
+        headers: routing.Headers | None = None,
+    ) -> None:
+        """Produce beside the database transaction; ``_flush_produced`` checks delivery."""
+        self._kafka().produce(
+            topic,
+            key=key,
+            value=value,
+            partition=partition,
+            headers=headers,
             on_delivery=self._delivered,
         )
-        return Outcome(record, "dead_letter", reason=reason)
 
     def _delivered(self, error: KafkaError | None, _message: KafkaMessage) -> None:
         if error is not None:
             self._delivery_errors.append(error)
 
-    def _flush_dead_letters(self) -> None:
-        remaining = self._dead_letter_producer().flush(30)
+    def _flush_produced(self) -> None:
+        remaining = self._kafka().flush(30)
         errors, self._delivery_errors = self._delivery_errors, []
         if remaining or errors:
-            raise RuntimeError(f"dead letters not delivered: {remaining} pending, errors {errors}")
+            raise RuntimeError(
+                f"dead letters or forwards not delivered: {remaining} pending, errors {errors}"
+            )
 
-    def _dead_letter_producer(self) -> Producer:
+    def _kafka(self) -> Producer:
         if self._producer is None:
             self._producer = Producer(
                 self.settings.producer_config(
