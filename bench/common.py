@@ -19,6 +19,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     OffsetSpec,
 )
 
+from process_manager import TERMINAL_STATES
 from streams.admin import ensure_topics
 from streams.demo import Kind, cart_records
 from streams.producing import produce_waiting
@@ -27,7 +28,7 @@ from streams.settings import Settings
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"
 WORKERS_SH = REPO / "deploy" / "workers.sh"
-TERMINAL_MARKERS = (b'"state":"Completed"', b'"state":"Cancelled"')
+TERMINAL_MARKERS = tuple(f'"state":"{state.value}"'.encode() for state in TERMINAL_STATES)
 
 
 def log(message: str) -> None:

@@ -27,6 +27,7 @@ from aggregates.messages import (
     OpenCart,
     PaymentMethod,
 )
+from process_manager import TERMINAL_STATES
 from streams.codec import encode, external, key_of
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
@@ -35,7 +36,7 @@ from streams.shipment.store import set_stock
 
 CATALOGUE = [f"sku-{n:03d}" for n in range(1, 21)]
 SCARCE = "sku-scarce"  # never in stock: orders for it run out of stock after payment
-TERMINAL = {"Completed", "Cancelled", "Escalated"}
+TERMINAL = frozenset(state.value for state in TERMINAL_STATES)
 
 
 @dataclass(frozen=True)

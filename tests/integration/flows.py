@@ -10,13 +10,14 @@ from decimal import Decimal
 from typing import Any
 
 from aggregates.messages import AddProduct, CancelProcess, FinalizeCart, OpenCart, PaymentMethod
+from process_manager import TERMINAL_STATES
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings
 from streams.shipment.store import set_stock, stock_levels
 from tests.integration.harness import produce, wire
 
-TERMINAL = {"Completed", "Cancelled", "Escalated"}
+TERMINAL = frozenset(state.value for state in TERMINAL_STATES)
 
 
 def place_order(
