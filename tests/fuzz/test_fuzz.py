@@ -36,8 +36,15 @@ from aggregates.messages import (
 from streams.codec import external
 from streams.settings import Settings
 from tests.fuzz.strategies import INPUT_TOPICS, bad_record, wrong_topics
-from tests.integration.flows import place_order, stock, wait_terminal
-from tests.integration.harness import Service, faust_worker, isolated_settings, read_to_end
+from tests.integration.flows import cart_commands, place_order, stock, wait_terminal
+from tests.integration.harness import (
+    Service,
+    faust_worker,
+    isolated_settings,
+    misrouted_id,
+    read_to_end,
+    send_as_a_default_client,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 
@@ -117,10 +124,19 @@ def test_bad_records_become_dead_letters_and_valid_orders_still_complete(
     elsewhere = data.draw(st.sampled_from(wrong_topics(misplaced.type)))
     bad.append((settings_.topic(elsewhere), order_id.encode(), wire))
 
-    # When they arrive, interleaved with a valid order
+    # When they arrive, interleaved with a valid order, sent by a client that partitions
+    # with murmur2 or, misrouting every record, with librdkafka's default CRC32
     positions = produce_at(settings_, bad[: len(bad) // 2])
-    valid = f"valid-{uuid.uuid4().hex[:10]}"
-    place_order(settings_, valid, "card_ok", [(sku, 1)])
+    if data.draw(st.booleans(), label="valid order from a CRC32 client"):
+        valid = misrouted_id("valid", settings_.topic_partitions)
+        send_as_a_default_client(
+            settings_,
+            settings_.topic("carts.commands"),
+            cart_commands(valid, "card_ok", [(sku, 1)]),
+        )
+    else:
+        valid = f"valid-{uuid.uuid4().hex[:10]}"
+        place_order(settings_, valid, "card_ok", [(sku, 1)])
     positions += produce_at(settings_, bad[len(bad) // 2 :])
 
     # Then the valid order completes, every bad record is a dead letter, the worker runs on

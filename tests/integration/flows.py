@@ -28,6 +28,17 @@ def place_order(
     unit_price: str = "10.00",
 ) -> None:
     """Open a cart, add products, and finalize it, as the shop front end would."""
+    commands = cart_commands(order_id, payment_method, items, unit_price)
+    produce(settings, settings.topic("carts.commands"), commands)
+
+
+def cart_commands(
+    order_id: str,
+    payment_method: PaymentMethod,
+    items: list[tuple[str, int]],
+    unit_price: str = "10.00",
+) -> list[tuple[bytes, bytes]]:
+    """The (key, value) records of a cart from opening to finalizing."""
     commands = [wire(OpenCart(cart_id=order_id, client_id="client-1"))]
     for product_id, quantity in items:
         add = AddProduct(
@@ -38,7 +49,7 @@ def place_order(
         )
         commands.append(wire(add))
     commands.append(wire(FinalizeCart(cart_id=order_id, payment_method=payment_method)))
-    produce(settings, settings.topic("carts.commands"), commands)
+    return commands
 
 
 def get_process(web_port: int, order_id: str) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from aggregates.messages import Envelope, Message, from_wire
 from streams.admin import ensure_topics
 from streams.codec import encode, external, key_of
+from streams.routing import owner_of
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -199,3 +201,22 @@ def wire(message: Message, *, message_id: str | None = None) -> tuple[bytes, byt
 
 def envelopes(records: list[tuple[bytes, bytes]]) -> list[Envelope]:
     return [from_wire(json.loads(value)) for _, value in records]
+
+
+def misrouted_id(prefix: str, partitions: int) -> str:
+    """An order id that librdkafka's default partitioner puts on another partition."""
+    while True:
+        candidate = unique(prefix)
+        key = candidate.encode()
+        if zlib.crc32(key) % partitions != owner_of(key, partitions):
+            return candidate
+
+
+def send_as_a_default_client(
+    settings: Settings, topic: str, records: list[tuple[bytes, bytes]]
+) -> None:
+    """Produce with confluent-kafka's defaults: no partitioner set, so CRC32 (consistent_random)."""
+    producer = Producer(settings.confluent_config())
+    for key, value in records:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(30) == 0

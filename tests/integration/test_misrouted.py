@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from aggregates.messages import AddProduct, CancelProcess, FinalizeCart, OpenCart
 from streams.routing import owner_of
@@ -25,8 +25,10 @@ from tests.integration.harness import (
     envelopes,
     faust_worker,
     isolated_settings,
+    misrouted_id,
     module_runner,
     read_to_end,
+    send_as_a_default_client,
     unique,
     wire,
 )
@@ -34,25 +36,6 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.integration
 
 WEB_PORT = 16095
-
-
-def misrouted_id(prefix: str, partitions: int) -> str:
-    """An order id that librdkafka's default partitioner puts on another partition."""
-    while True:
-        candidate = unique(prefix)
-        key = candidate.encode()
-        if zlib.crc32(key) % partitions != owner_of(key, partitions):
-            return candidate
-
-
-def send_as_a_default_client(
-    settings: Settings, topic: str, records: list[tuple[bytes, bytes]]
-) -> None:
-    """Produce with confluent-kafka's defaults: no partitioner set, so CRC32 (consistent_random)."""
-    producer = Producer(settings.confluent_config())
-    for key, value in records:
-        producer.produce(topic, key=key, value=value)
-    assert producer.flush(30) == 0
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
