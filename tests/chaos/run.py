@@ -213,9 +213,11 @@ def run(profile: Profile, seed: int, data_dir: Path) -> int:
     skus = [f"{run_id}-sku-{n:02d}" for n in range(20)]
     seeded = {sku: 10_000 for sku in skus} | {f"{run_id}-scarce": 0}
     seed_stock(settings.database_url, seeded)
-    # The mix of every 100 carts is the demo's; the seed decides the order they are sent in.
-    indices = list(range(profile.orders))
-    random.Random(f"{seed}:orders").shuffle(indices)
+    # The mix of every 100 carts is the demo's; the seed decides the order they are sent in
+    # (and, for fewer than 100 orders, which carts of the mix they are).
+    indices = random.Random(f"{seed}:orders").sample(
+        range(max(profile.orders, 100)), profile.orders
+    )
     orders = {f"{run_id}-{n:05d}": index for n, index in enumerate(indices)}
     members = [worker(n, env, run_dir, 16300 + n) for n in (1, 2)]
     if profile.separate_modules:
