@@ -49,7 +49,6 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from process_manager import TERMINAL_STATES
 from streams.demo import Tracker, cart_records, kind_of
 from streams.metrics import ConsumerLag, consumer_groups
 from streams.postgres.db import connect
@@ -71,28 +70,9 @@ from tests.integration.harness import REPO, isolated_settings
 
 READY_TIMEOUT_S: Final = 120.0
 DRAIN_LIMIT_S: Final = 60.0
-# The process states a run ends in; Escalated (a package sent to a cancelled process, the
-# shipment cancellation protocol) ends one too, and the checker reports it.
-ENDS: Final = frozenset(s.value for s in TERMINAL_STATES) | {"Escalated"}
 # The driver's own clients say nothing below critical: while the broker is down on purpose,
 # librdkafka would print a refused connection every 50 ms.
 QUIET: Final = {"log_level": 2}
-
-
-class Tracked(Tracker):
-    """The demo's tracker, with every state a run can end in (``ENDS``)."""
-
-    def observe(self, key: bytes, value: bytes | None, timestamp_ms: int) -> None:
-        order_id = key.decode()
-        if order_id not in self.orders or value is None:
-            return
-        process = json.loads(value)
-        self.state[order_id] = process["state"]
-        self.reason[order_id] = process.get("cancellation_reason")
-        if process["state"] not in ENDS:
-            self.terminal_at.pop(order_id, None)
-        elif order_id not in self.terminal_at:
-            self.terminal_at[order_id] = timestamp_ms / 1000
 
 
 # Load
@@ -232,7 +212,7 @@ def run(profile: Profile, seed: int, data_dir: Path) -> int:
     print(describe_profile(profile), flush=True)
     print("  plan:\n" + "\n".join(f"    {line}" for line in plan.describe()), flush=True)
     print(f"  logs: {run_dir}/<process>/<process>.<generation>.log", flush=True)
-    tracker = Tracked({order_id: kind_of(i) for order_id, i in orders.items()})
+    tracker = Tracker({order_id: kind_of(i) for order_id, i in orders.items()})
     fed = Feed()
     conductor: Conductor | None = None
     reader = None
