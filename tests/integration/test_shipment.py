@@ -41,6 +41,7 @@ from aggregates.messages import (
 )
 from streams.codec import DeadLetter, decode, encode
 from streams.postgres.migrate import migrate
+from streams.routing import owner_of
 from streams.settings import Settings
 from streams.shipment import store
 from streams.shipment.cli import main as cli
@@ -146,8 +147,10 @@ class Shipments:
         )
 
     def record(self, command: Envelope, offset: int = 0) -> Record:
+        """The record as the handler's consumer gives it: on the partition its key owns."""
         key = command.correlation_id.encode()
-        return Record(self.topic("shipments.commands"), 0, offset, key, encode(command))
+        partition = owner_of(key, self.settings.topic_partitions)
+        return Record(self.topic("shipments.commands"), partition, offset, key, encode(command))
 
     def events(self, expected: int, timeout: float = 60.0) -> list[Envelope]:
         records = read_all(self.settings, self.topic("shipments.events"), expected, timeout)
