@@ -85,7 +85,7 @@ Quantity = Annotated[int, Field(gt=0, strict=True)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 PaymentMethod = Literal["card_ok", "card_declined", "card_no_response", "card_settles_immediately"]
 CancellationReason = Literal[
-    "PaymentFailed", "ProductWasOutOfStock", "TimedOut", "ManualCancellation"
+    "PaymentFailed", "ProductWasOutOfStock", "TimedOut", "ManualCancellation", "ShipmentRefused"
 ]
 
 

@@ -62,6 +62,7 @@ CANCELLATION_REASONS: Final[dict[str, CancellationReason]] = {
     "ProductWasOutOfStock": "ProductWasOutOfStock",
     "ProcessTimedOut": "TimedOut",
     "CancelProcess": "ManualCancellation",
+    "CommandRejected(SendPackage)": "ShipmentRefused",
 }
 """The cancellation reason each trigger gives a process that is not yet cancelling."""
 
@@ -129,6 +130,12 @@ def _reason(
 def _escalation(process: Process, state: State | None, cause: Envelope) -> str:
     """Why ``cause`` left ``process`` to an operator, for the record and the views."""
     message = cause.data
+    if isinstance(message, CommandRejected):
+        return (
+            f"CommandRejected {cause.message_id} of {message.command_type} arrived in {state} "
+            f"(cancellation reason {process.cancellation_reason}): {message.reason}; whether "
+            "the goods went out is unknown; an operator settles the order and its payment"
+        )
     what: str = message.type
     if isinstance(message, PackageWasSent):
         what = f"PackageWasSent (package {message.package_id})"

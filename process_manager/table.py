@@ -21,7 +21,11 @@ A ``PackageWasSent`` that meets a process already cancelling its order or ``Canc
 never ignored: it moves the process to ``Escalated``, a terminal state left to an operator,
 with the cause in ``Process.escalation`` and the cancellation reason kept. The protocol above
 makes it unreachable (the shipment module refuses a ``SendPackage`` once it cancelled the
-shipment); the rows make the rule explicit.
+shipment); the rows make the rule explicit. A ``CancelShipment`` the module refuses (it
+could not process it; see the shipment handler's poison commands) escalates too: nobody knows
+whether the goods went out. A refused ``SendPackage`` is asked about like a timeout: the
+module answers the ``CancelShipment`` (it recorded the order as not shipped, or it has a
+package after all).
 """
 
 # The table is aligned in columns so that it reads as a table; its lines may run long.
@@ -67,6 +71,7 @@ TRANSITIONS: Final[dict[tuple[S | None, str], Transition]] = {
     # A package may be on its way: the shipment module decides whether it went out
     (S.AwaitingShipment, "ProcessTimedOut"):                        _to(S.CancellingShipment, "CancelShipment"),
     (S.AwaitingShipment, "CancelProcess"):                          _to(S.CancellingShipment, "CancelShipment"),
+    (S.AwaitingShipment, "CommandRejected(SendPackage)"):           _to(S.CancellingShipment, "CancelShipment"),
     (S.CancellingShipment, "ShipmentCancelled"):                    _to(S.CancellingOrderWithPayment, "CancelOrder"),
     (S.CancellingShipment, "ProductWasOutOfStock"):                 _to(S.CancellingOrderWithPayment, "CancelOrder"),
     (S.CancellingShipment, "PackageWasSent"):                       _to(S.Completing, "CompleteOrder"),
@@ -92,6 +97,8 @@ TRANSITIONS: Final[dict[tuple[S | None, str], Transition]] = {
     (S.DiscardingPayment, "PackageWasSent"):                        _to(S.Escalated),
     (S.RefundingPayment, "PackageWasSent"):                         _to(S.Escalated),
     (S.Cancelled, "PackageWasSent"):                                _to(S.Escalated),
+    # The shipment module could not decide a cancellation: whether goods went out is unknown
+    (S.CancellingShipment, "CommandRejected(CancelShipment)"):      _to(S.Escalated),
     # Timeouts past the point of no return, or while compensating: send the command again
     (S.Completing, "ProcessTimedOut"):                              _to(S.Completing, "CompleteOrder"),
     (S.CancellingShipment, "ProcessTimedOut"):                      _to(S.CancellingShipment, "CancelShipment"),

@@ -17,6 +17,14 @@ in sku order, so two workers' batches never deadlock. Each command still decides
 Dead letters of the batch are flushed, and then the offsets of the whole batch are committed.
 A crash before that commit redelivers the batch, and the inbox turns every redelivered command
 into a no-op.
+
+Poison: a batch the database refuses for its data (``poison.is_poison``: a data error, a
+constraint or a size limit) is taken apart, one command per transaction, so the others go
+through. The command that still fails is tried ``poison_attempts`` times with a doubling
+back-off, then given up: it goes to the dead letters with the reason, the order is recorded
+as never to be shipped (when the database can still store that), and the module answers
+``CommandRejected`` with the same reason, to which the process reacts. Any other error (the
+database or Kafka away) retries the batch for ever: it is not the command's fault.
 """
 
 from __future__ import annotations
@@ -43,13 +51,13 @@ from aggregates.messages import (
     order_id_of,
 )
 from streams import liveness, metrics, routing
-from streams.codec import DeadLetter, DecodeError, decode
+from streams.codec import DeadLetter, DecodeError, decode, encode
 from streams.consuming import take
 from streams.faults import HANDLER_CRASH_BEFORE_OFFSET_COMMIT, crash_point
 from streams.logs import get_logger
 from streams.postgres.db import Connection, LazyConnection
 from streams.settings import Settings
-from streams.shipment import store
+from streams.shipment import poison, store
 from streams.shipment.cancellation import answer_cancel, package_refusal
 from streams.shipment.reservation import OutOfStock, Reserved, reserve
 from streams.topics import ACCEPTED_TYPES
@@ -132,11 +140,13 @@ class ShipmentHandler:
         batch_size: int = 200,
         poll_timeout: float = 0.5,
         retry_backoff: float = 1.0,
+        poison_attempts: int = 3,
     ) -> None:
         self.settings = settings
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
         self.retry_backoff = retry_backoff
+        self.poison_attempts = poison_attempts
         self.commands_topic = settings.topic("shipments.commands")
         self.events_topic = settings.topic("shipments.events")
         self.dead_letters_topic = settings.topic("dead-letters")
@@ -176,7 +186,7 @@ class ShipmentHandler:
                 if not records:
                     continue
                 try:
-                    self.process_batch(records)
+                    self._process(records, stop)
                 except Exception:
                     log.exception("batch failed; it will be retried", records=len(records))
                     self._reset()
@@ -202,6 +212,78 @@ class ShipmentHandler:
         return records
 
     # One batch
+
+    def _process(self, records: Sequence[Record], stop: threading.Event) -> list[Outcome]:
+        """``process_batch``, taken apart one command at a time when the database refuses the
+        batch's data; raises on any other error (the caller retries the batch)."""
+        try:
+            return self.process_batch(records)
+        except Exception as error:
+            if not poison.is_poison(error):
+                raise
+            log.warning("batch refused by the database; one command at a time", error=str(error))
+        return [outcome for record in records for outcome in self._process_one(record, stop)]
+
+    def _process_one(self, record: Record, stop: threading.Event) -> list[Outcome]:
+        """One record in its own transaction, tried ``poison_attempts`` times, then given up."""
+        for attempt in range(1, self.poison_attempts + 1):
+            try:
+                return self.process_batch([record])
+            except Exception as error:
+                if not poison.is_poison(error):
+                    raise
+                if attempt == self.poison_attempts:
+                    return [self._give_up(record, poison.reason(error, attempt))]
+                log.warning(
+                    "command refused by the database; trying again",
+                    attempt=attempt,
+                    error=str(error),
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+                stop.wait(self.retry_backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _give_up(self, record: Record, reason: str) -> Outcome:
+        """Dead-letter a poison command and answer it with ``CommandRejected``.
+
+        The rejection goes through the outbox, beside the inbox entry and (for a
+        ``SendPackage``) a cancellation that keeps the order from ever being shipped. When the
+        database refuses even that (the order id itself cannot be stored), the rejection is
+        produced directly: the command is not in the inbox then, so a redelivery repeats this,
+        with the same deterministic event id.
+        """
+        command = decode(record.key, record.value, ACCEPTED)
+        order_id = order_id_of(command.data)
+        log.error(
+            "poison command given up",
+            reason=reason,
+            order_id=order_id,
+            message_id=command.message_id,
+            message_type=command.type,
+        )
+        self._dead_letter(record, reason)
+        metrics.dead_letter(record.topic)
+        outcome = Outcome(record, "rejected", reason=reason)
+        conn = self._db.get()
+        try:
+            with conn.transaction():
+                store.lock_orders(conn, [order_id])
+                if store.remember(conn, command.message_id):
+                    if isinstance(command.data, SendPackage) and not store.shipment_of(
+                        conn, order_id
+                    ):
+                        store.cancel_shipment(conn, order_id, reason, command.message_id)
+                    outcome = self._reject(conn, command, record, reason)
+        except Exception as error:
+            if not poison.is_poison(error):
+                raise
+            rejected = self._answer(command, _rejection(command, reason))
+            self._produce(self.events_topic, record.key, encode(rejected))
+            outcome = Outcome(record, "rejected", rejected, reason)
+        self._flush_produced()
+        metrics.command_decided("shipments", DECIDED[outcome.result])
+        return outcome
 
     def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
         """Apply every record in one transaction; dead letters are flushed on return.
@@ -315,25 +397,25 @@ class ShipmentHandler:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _reject(self, conn: Connection, command: Envelope, record: Record, reason: str) -> Outcome:
-        rejected = CommandRejected(
-            command_type=command.type,
-            command_message_id=command.message_id,
-            reason=reason,
-            order_id=order_id_of(command.data),
-        )
+        rejected = _rejection(command, reason)
         return Outcome(record, "rejected", self._emit(conn, command, rejected), reason)
 
     def _emit(self, conn: Connection, command: Envelope, event: Message) -> Envelope:
-        """Write ``event`` to the outbox with ids derived from the command (replays match)."""
-        envelope = Envelope.wrap(
+        """Write ``event`` to the outbox as the answer to ``command``."""
+        envelope = self._answer(command, event)
+        store.append_to_outbox(conn, self.events_topic, envelope)
+        return envelope
+
+    @staticmethod
+    def _answer(command: Envelope, event: Message) -> Envelope:
+        """``event`` as the answer to ``command``, with ids derived from it (replays match)."""
+        return Envelope.wrap(
             event,
             message_id=deterministic_id(command.message_id, event.type),
             occurred_at=command.occurred_at,
             correlation_id=order_id_of(command.data),
             causation_id=command.message_id,
         )
-        store.append_to_outbox(conn, self.events_topic, envelope)
-        return envelope
 
     # Dead letters
 
@@ -400,6 +482,15 @@ class ShipmentHandler:
         if self._producer is not None:
             self._producer.flush(10)
             self._producer = None
+
+
+def _rejection(command: Envelope, reason: str) -> CommandRejected:
+    return CommandRejected(
+        command_type=command.type,
+        command_message_id=command.message_id,
+        reason=reason,
+        order_id=order_id_of(command.data),
+    )
 
 
 def _products(commands: Iterable[Envelope]) -> set[str]:

@@ -159,6 +159,50 @@ def test_an_operator_cancels_a_stalled_process_by_hand(system: Settings) -> None
     assert history_types(process)[-3:] == ["CancelProcess", "OrderCancelled", "PaymentDiscarded"]
 
 
+@pytest.fixture
+def patient(settings: Settings, services: list[Service], tmp_path: Path) -> Settings:
+    """Like ``system``, but a shipment is waited for longer than the shipment module's retries
+    of a poison command take, so that its answer, not a timeout, decides."""
+    isolated, env = isolated_settings(settings)
+    env |= {
+        "PROCESS_TIMEOUT_ALL_S": "4",
+        "PROCESS_TIMEOUTS": json.dumps({"AwaitingShipment": 60}),
+        "PAYMENT_SETTLEMENT_DELAY_S": "60",
+    }
+    worker = faust_worker("streams.worker", env, tmp_path / "w1", WEB_PORT)
+    services.append(worker)
+    worker.start()
+    return isolated
+
+
+def test_a_poison_send_package_is_dead_lettered_and_its_order_cancelled_and_refunded(
+    patient: Settings,
+) -> None:
+    # Given a paid, settled order for a product id PostgreSQL cannot store (a NUL byte)
+    order_id = unique("order")
+    place_order(patient, order_id, "card_settles_immediately", [("lamp\x00", 1)])
+
+    # When the shipment module gives its SendPackage up
+    process = wait_terminal(WEB_PORT, order_id)
+
+    # Then the command is a dead letter with the database's reason
+    letters = [json.loads(v) for _k, v in read_to_end(patient, patient.topic("dead-letters"))]
+    [letter] = [d for d in letters if d["key"] == order_id]
+    assert letter["source"]["topic"] == patient.topic("shipments.commands")
+    assert letter["reason"].startswith("poison command, given up after 3 attempts: DataError")
+    # And the process, as the table says, asked the module to cancel the shipment, cancelled
+    # the order for ShipmentRefused and refunded the settled payment
+    assert process["state"] == "Cancelled", process["history"]
+    assert process["cancellation_reason"] == "ShipmentRefused"
+    assert history_types(process)[-5:] == [
+        "CommandRejected",
+        "ShipmentCancelled",
+        "OrderCancelled",
+        "PaymentDiscardRejected",
+        "PaymentRefunded",
+    ]
+
+
 def test_duplicated_events_change_nothing(system: Settings) -> None:
     # Given a completed order
     sku = unique("sku")
@@ -354,13 +398,13 @@ def test_a_shipment_cancelled_before_its_package_cancels_the_order_and_discards_
     # When the module comes back
     split.shipments.start()
 
-    # Then the shipment is cancelled, the SendPackage refused, and once the process times out
-    # and asks, the order is cancelled and its payment discarded; nothing was shipped
+    # Then the shipment is cancelled and the SendPackage refused; the process asks the module
+    # about the refusal, and the order is cancelled and its payment discarded; nothing shipped
     process = wait_terminal(SPLIT_PORT, order_id)
     assert process["state"] == "Cancelled", process["history"]
-    assert process["cancellation_reason"] == "TimedOut"
+    assert process["cancellation_reason"] == "ShipmentRefused"
     assert history_types(process)[-4:] == [
-        "ProcessTimedOut",
+        "CommandRejected",
         "ShipmentCancelled",
         "OrderCancelled",
         "PaymentDiscarded",

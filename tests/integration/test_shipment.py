@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -702,6 +703,76 @@ def test_malformed_commands_go_to_dead_letters_and_the_next_valid_one_is_process
     assert isinstance(event.data, PackageWasSent)
     assert event.causation_id == valid.message_id
     assert shipments.stock("book") == {"book": 0}
+
+
+# Poison commands: the database refuses a command's data
+
+
+def test_a_poison_send_package_is_given_up_and_the_partition_moves_on(
+    shipments: Shipments,
+) -> None:
+    # Given stock, and between two valid packages a SendPackage whose product id PostgreSQL
+    # cannot store (a NUL byte: psycopg refuses it as a DataError)
+    shipments.set_stock(lamp=5)
+    first = shipments.command("order-1", {"lamp": 1})
+    poison = shipments.command("order-2", {"bad\x00id": 1})
+    last = shipments.command("order-3", {"lamp": 1})
+    commands = shipments.topic("shipments.commands")
+    records = [(c.correlation_id.encode(), encode(c)) for c in (first, poison, last)]
+
+    # When the running handler takes them in
+    with running(shipments.settings):
+        placed = produce(shipments.settings, commands, records)
+        [(_key, letter)] = read_all(shipments.settings, shipments.topic("dead-letters"), 1)
+        events = shipments.events(expected=3)
+        for partition, offset in placed:
+            eventually(
+                lambda p=partition, o=offset: committed(shipments.settings, commands, p) > o, 60
+            )
+
+    # Then the poison is a dead letter with the database's reason, after three attempts
+    dead = DeadLetter.from_bytes(letter)
+    where = placed[1]
+    assert (dead["source"]["partition"], dead["source"]["offset"]) == where
+    assert dead["reason"].startswith("poison command, given up after 3 attempts: DataError")
+    assert "NUL" in dead["reason"]
+    # And the module answered it with CommandRejected, and recorded the order as never shipped
+    by_cause = {e.causation_id: e.data for e in events}
+    rejected = by_cause[poison.message_id]
+    assert isinstance(rejected, CommandRejected)
+    assert rejected.command_type == "SendPackage"
+    assert rejected.reason == dead["reason"]
+    assert [r for r, _ in shipments.cancellations(shipments.order("order-2"))] == [dead["reason"]]
+    # And the commands around it were decided as usual
+    assert isinstance(by_cause[first.message_id], PackageWasSent)
+    assert isinstance(by_cause[last.message_id], PackageWasSent)
+    assert shipments.stock("lamp") == {"lamp": 3}
+
+
+def test_a_poison_command_whose_order_cannot_be_stored_is_still_answered(
+    shipments: Shipments,
+) -> None:
+    # Given a SendPackage for an order id too long for PostgreSQL's unique index on packages
+    # (a real server-side refusal: "index row size exceeds btree maximum")
+    shipments.set_stock(lamp=5)
+    poison = shipments.command("x" + secrets.token_urlsafe(6000), {"lamp": 1})
+    handler = ShipmentHandler(shipments.settings, retry_backoff=0.01)
+
+    # When the handler processes it
+    [outcome] = handler._process([shipments.record(poison)], threading.Event())
+    handler.close()
+
+    # Then it is dead-lettered, and rejected directly on the events topic (the database cannot
+    # record even the rejection), with nothing left in the database
+    assert outcome.result == "rejected"
+    assert outcome.reason is not None and "ProgramLimitExceeded" in outcome.reason
+    [(_key, letter)] = read_all(shipments.settings, shipments.topic("dead-letters"), 1)
+    assert DeadLetter.from_bytes(letter)["reason"] == outcome.reason
+    [event] = shipments.events(expected=1)
+    assert isinstance(event.data, CommandRejected)
+    assert event.causation_id == poison.message_id
+    assert shipments.outbox() == []
+    assert shipments.stock("lamp") == {"lamp": 5}
 
 
 # Concurrency

@@ -716,3 +716,58 @@ def test_a_timeout_while_completing_resends_complete_order_and_cancels_nothing()
     assert outcome.process is not None and outcome.process.state == State.Completing
     assert [c.type for c in outcome.commands] == ["CompleteOrder"]
     assert outcome.process.cancellation_reason is None
+
+
+# A shipment command the module gave up on (a poison command)
+
+
+def test_a_refused_send_package_asks_the_shipment_module_before_cancelling() -> None:
+    # Given a paid order whose SendPackage the shipment module could not process
+    process = given(*HAPPY[:4])
+
+    # When the module answers with CommandRejected(SendPackage)
+    outcome = when(process, "CommandRejected(SendPackage)", message_id="refused")
+
+    # Then the process asks the module to cancel the shipment, for ShipmentRefused: the module,
+    # not the process, knows whether a package went out
+    assert outcome.process is not None
+    assert outcome.process.state == State.CancellingShipment
+    assert outcome.process.cancellation_reason == "ShipmentRefused"
+    [command] = outcome.commands
+    assert command.data == CancelShipment(order_id=ORDER, reason="ShipmentRefused")
+
+
+def test_a_refused_send_package_then_cancelled_shipment_refunds_a_settled_payment() -> None:
+    # Given a settled payment and a SendPackage the module refused (and recorded as never to ship)
+    refused = (*HAPPY[:4], "PaymentSettled", "CommandRejected(SendPackage)")
+
+    # When the module cancels the shipment, the order is cancelled and the discard refused
+    then = (*refused, "ShipmentCancelled", "OrderCancelled", "PaymentDiscardRejected")
+    process = given(*then, "PaymentRefunded")
+
+    # Then the order is cancelled for ShipmentRefused, and the settled money refunded
+    assert process.state == State.Cancelled
+    assert process.cancellation_reason == "ShipmentRefused"
+    assert commands_of(*then)[-4:] == [
+        "CancelShipment",
+        "CancelOrder",
+        "DiscardPayment",
+        "RefundPayment",
+    ]
+
+
+def test_a_refused_cancel_shipment_escalates_since_nobody_knows_whether_goods_went_out() -> None:
+    # Given a process waiting for the shipment module's answer to its CancelShipment
+    process = given(*HAPPY[:4], "ProcessTimedOut")
+
+    # When the module answers that it could not process the CancelShipment
+    outcome = when(process, "CommandRejected(CancelShipment)", message_id="refused")
+
+    # Then the process stops for an operator, with the module's reason on the record
+    assert outcome.process is not None
+    assert outcome.process.state == State.Escalated
+    assert outcome.process.cancellation_reason == "TimedOut"
+    assert outcome.process.escalation is not None
+    assert "CancelShipment" in outcome.process.escalation
+    assert "refused" in outcome.process.escalation
+    assert outcome.commands == ()
