@@ -373,6 +373,23 @@ class CancelProcess(Message):
     requested_by: Id
 
 
+class ResumeProcess(Message):
+    """An operator retries a quarantined process: its failing message, then the parked ones."""
+
+    type: Literal["ResumeProcess"] = "ResumeProcess"
+    order_id: Id
+    requested_by: Id
+
+
+class SkipMessage(Message):
+    """An operator skips a quarantined process's failing message; the parked ones follow."""
+
+    type: Literal["SkipMessage"] = "SkipMessage"
+    order_id: Id
+    message_id: Id
+    requested_by: Id
+
+
 class ProcessTimedOut(Message):
     type: Literal["ProcessTimedOut"] = "ProcessTimedOut"
     order_id: Id
@@ -436,7 +453,7 @@ ShipmentEvent = Annotated[
     Field(discriminator="type"),
 ]
 ProcessCommand = Annotated[
-    CancelProcess | ProcessTimedOut,
+    CancelProcess | ProcessTimedOut | ResumeProcess | SkipMessage,
     Field(discriminator="type"),
 ]
 
@@ -478,6 +495,8 @@ AnyMessage = Annotated[
     | ShipmentCancellationRejected
     | CancelProcess
     | ProcessTimedOut
+    | ResumeProcess
+    | SkipMessage
     | CommandRejected,
     Field(discriminator="type"),
 ]

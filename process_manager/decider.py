@@ -39,7 +39,7 @@ from process_manager.process import MAX_APPLIED_IDS, MAX_HISTORY, HistoryEntry, 
 from process_manager.states import State, Timeouts, deadline_for
 from process_manager.table import NOTED, REACTS_TO, TRANSITIONS, trigger_of
 
-OutcomeKind = Literal["applied", "duplicate", "ignored"]
+OutcomeKind = Literal["applied", "duplicate", "ignored", "quarantined", "failed"]
 
 COMPENSATING: Final = frozenset(
     {
@@ -74,7 +74,10 @@ class Outcome:
     ``kind`` tells the edge what to log: ``applied`` (a transition or a noted fact: write the
     record, send ``commands``), ``duplicate`` (already taken in: send ``commands`` again, write
     nothing) or ``ignored`` (no transition and no command; the record only remembers the
-    message id, so write it when it changed). ``reason`` says why, for the log.
+    message id, so write it when it changed). ``process_manager.quarantine.step`` adds
+    ``quarantined`` (the message broke the process or waits behind one that did: write the
+    record) and ``failed`` (it broke a process that does not exist yet: dead-letter it).
+    ``reason`` says why, for the log.
     """
 
     kind: OutcomeKind
@@ -96,7 +99,7 @@ def handle(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -
         if process is not None and trigger in NOTED:
             noted = evolve(process, envelope)
             if noted != process:
-                return Outcome("applied", _record(noted, envelope, state, ()), (), "noted")
+                return Outcome("applied", record(noted, envelope, state, ()), (), "noted")
         return Outcome(
             "ignored", _remember(process, envelope), (), f"no transition for {trigger} in {state}"
         )
@@ -110,7 +113,7 @@ def handle(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -
     if transition.next == State.Escalated:
         moved = moved.model_copy(update={"escalation": _escalation(moved, state, envelope)})
     commands = tuple(build(command, moved, envelope) for command in transition.commands)
-    after = _record(moved.model_copy(update={"owed": commands}), envelope, state, commands)
+    after = record(moved.model_copy(update={"owed": commands}), envelope, state, commands)
     return Outcome("applied", after, commands, f"{trigger}: {state} -> {transition.next}")
 
 
@@ -197,7 +200,7 @@ def _remember(process: Process | None, cause: Envelope) -> Process | None:
     )
 
 
-def _record(
+def record(
     process: Process, cause: Envelope, from_state: State | None, commands: tuple[Envelope, ...]
 ) -> Process:
     entry = HistoryEntry(

@@ -2,7 +2,8 @@
 
 Besides ``state`` and ``deadline`` it keeps what the next commands and any compensation need
 (the cart's items, price and payment method, the payment id, the cancellation reason), why it
-was left to an operator (``escalation``, set on entering ``Escalated``), the message ids it
+was left to an operator (``escalation``, set on entering ``Escalated``), why it is parked
+(``quarantine``: the message that broke it and the ones held behind it), the message ids it
 has taken in, applied or ignored, in order (to drop duplicates, and so verify can fold them in
 the order the worker saw them), its history, and ``owed``: the command envelopes of the last
 transition, which ``resume`` sends again after a crash.
@@ -52,6 +53,17 @@ class HistoryEntry(BaseModel):
     commands: tuple[SentCommand, ...] = ()
 
 
+class Quarantine(BaseModel):
+    """A process parked by a message it could not take in: that message, why (the exception's
+    type and message, no traceback), and the later messages held behind it, in order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message: Envelope
+    reason: str
+    parked: tuple[Envelope, ...] = ()
+
+
 class Process(BaseModel):
     """One order's process: frozen; every change makes a new record."""
 
@@ -71,6 +83,7 @@ class Process(BaseModel):
     payment_settled: bool = False
     cancellation_reason: CancellationReason | None = None
     escalation: str | None = None
+    quarantine: Quarantine | None = None
     # Bookkeeping
     applied: tuple[str, ...] = ()
     history: tuple[HistoryEntry, ...] = ()

@@ -113,7 +113,13 @@ NOTED: Final = frozenset({"PaymentSettled"})
 """Triggers that, with no row in the current state, still update the record (a fact, no move)."""
 
 
-REACTS_TO: Final = frozenset(trigger.partition("(")[0] for _, trigger in TRANSITIONS) | NOTED
+OPERATOR_ACTIONS: Final = frozenset({"ResumeProcess", "SkipMessage"})
+"""An operator's answers to a quarantined process, taken in around the table
+(``process_manager.quarantine``)."""
+
+REACTS_TO: Final = (
+    frozenset(trigger.partition("(")[0] for _, trigger in TRANSITIONS) | NOTED | OPERATOR_ACTIONS
+)
 """The message types the process can react to; any other type never changes a process."""
 
 

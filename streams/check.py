@@ -104,8 +104,10 @@ def order_violations(
         state = folded.process.state
         if not is_terminal(state) or (live_state is not None and state.value != live_state):
             folded = verify.fold_in_live_order(inputs, taken_in, timeouts) or folded
-    if folded.error is not None or folded.process is None:
-        found.append(f"{order_id}: cannot be folded: {folded.error}")
+    if folded.process is None:
+        found.append(f"{order_id}: a finalized cart folds to no process")
+    elif folded.process.quarantine is not None:
+        found.append(f"{order_id}: quarantined: {folded.process.quarantine.reason}")
     elif not is_terminal(folded.process.state):
         found.append(f"{order_id}: not terminal, in {folded.process.state}")
     completed, cancelled = facts.count("OrderCompleted"), facts.count("OrderCancelled")

@@ -141,14 +141,16 @@ def forwarded(topic: str) -> None:
 
 
 class _StateOnly(BaseModel):
-    """The one field of a process record the gauge needs (parsing skips the rest)."""
+    """The fields of a process record the gauges need (parsing skips the rest)."""
 
     model_config = ConfigDict(extra="ignore")
     state: State
+    quarantine: dict[str, Any] | None = None
 
 
 class ProcessStates:
-    """``processes{state}``: the processes of this worker's active partitions, per state.
+    """``processes{state}``: the processes of this worker's active partitions, per state, and
+    ``processes_quarantined``: how many of them wait for an operator's resume or skip.
 
     ``refresh`` runs on the event loop (the table is the agent's); while the worker rebalances
     it keeps the last count.
@@ -159,6 +161,7 @@ class ProcessStates:
         self.table = table
         self.ttl = ttl
         self._counts: dict[State, int] = dict.fromkeys(State, 0)
+        self._quarantined = 0
         self._at = float("-inf")
 
     def refresh(self) -> None:
@@ -166,10 +169,12 @@ class ProcessStates:
             return
         if self.app.rebalancing or not self.app.tables.actives_ready:
             return
-        counts = dict.fromkeys(State, 0)
+        counts, quarantined = dict.fromkeys(State, 0), 0
         for raw in self.table.values():
-            counts[_StateOnly.model_validate_json(raw).state] += 1
-        self._counts, self._at = counts, time.monotonic()
+            record = _StateOnly.model_validate_json(raw)
+            counts[record.state] += 1
+            quarantined += record.quarantine is not None
+        self._counts, self._quarantined, self._at = counts, quarantined, time.monotonic()
 
     def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(
@@ -178,6 +183,11 @@ class ProcessStates:
         for state, count in self._counts.items():
             gauge.add_metric([state.value], count)
         yield gauge
+        yield GaugeMetricFamily(
+            "processes_quarantined",
+            "Quarantined processes in this worker's active partitions.",
+            value=self._quarantined,
+        )
 
 
 def consumer_groups(settings: Settings) -> dict[str, list[str]]:

@@ -3,14 +3,14 @@
     python -m streams.replay [--to-version N] [--read-model | --read-model-only]
 
 The process manager's table is a fold of its inputs (the four events topics and
-``processes.commands``) through the pure ``process_manager.handle``. This module reads those
+``processes.commands``) through the pure ``process_manager.step``. This module reads those
 topics from the beginning (read_committed, every partition to its end), merges the topics of
-each partition number by record timestamp, and folds every order through ``handle`` with the
+each partition number by record timestamp, and folds every order through ``step`` with the
 timeouts the workers use. ``streams.verify`` compares that fold with the live table.
 
 Rebuilding, with no side effect:
 
-1. the fold runs here, offline: ``handle``'s commands are dropped, nothing is sent anywhere;
+1. the fold runs here, offline: ``step``'s commands are dropped, nothing is sent anywhere;
 2. each order's resulting ``Process`` is written to the changelog topic of the new app version
    (``<app_id>-v<N>-processes-changelog``, compacted, same partition number as the order's
    events), which is where a Faust worker of that version restores its table from;
@@ -48,7 +48,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from aggregates.messages import Envelope
-from process_manager import DEFAULT_TIMEOUTS, Process, State, Timeouts, handle
+from process_manager import DEFAULT_TIMEOUTS, Process, State, Timeouts, step
 from streams import read_model
 from streams.codec import DecodeError, decode
 from streams.postgres.db import connect
@@ -117,20 +117,20 @@ def by_order(inputs: Iterable[Input]) -> dict[str, list[Input]]:
 
 @dataclass(frozen=True)
 class Folded:
-    """The process one order's inputs fold to (``None``: no finalized cart), or why not."""
+    """The process one order's inputs fold to (``None``: no finalized cart)."""
 
     process: Process | None
-    error: str | None = None
 
 
 def fold_order(inputs: Iterable[Input], timeouts: Timeouts) -> Folded:
-    """Fold one order's inputs through ``handle``, as a worker would; commands are dropped."""
+    """Fold one order's inputs through ``step``, as a worker would; commands are dropped.
+
+    A message that breaks the process quarantines it here too, and the operator's
+    ``ResumeProcess`` or ``SkipMessage`` in ``processes.commands`` releases it the same way.
+    """
     process: Process | None = None
     for item in inputs:
-        try:
-            outcome = handle(process, item.envelope, timeouts=timeouts)
-        except ValueError as error:
-            return Folded(process, f"{item.envelope.type} {item.envelope.message_id}: {error}")
+        outcome = step(process, item.envelope, timeouts=timeouts)
         if outcome.process is not None:  # ignored messages are taken in too
             process = outcome.process
     return Folded(process)
@@ -376,7 +376,7 @@ class ReplayReport:
     events: int = 0
     undecodable: int = 0
     processes: int = 0
-    fold_errors: dict[str, str] = field(default_factory=dict)
+    quarantined: list[str] = field(default_factory=list)
     ends: dict[str, dict[int, int]] = field(default_factory=dict)
     read_model_rows: int | None = None
     elapsed_s: float = 0.0
@@ -422,9 +422,9 @@ def replay(
         report.undecodable += part.undecodable
         for order_id, items in by_order(inputs).items():
             folded = fold_order(items, timeouts)
-            if folded.error is not None:
-                report.fold_errors[order_id] = folded.error
             if folded.process is not None:
+                if folded.process.quarantine is not None:
+                    report.quarantined.append(order_id)
                 writer.write(part.partition, order_id, folded.process)
                 report.processes += 1
         for name, end in part.ends.items():
@@ -620,7 +620,7 @@ def _summary(report: ReplayReport) -> str:
     ]
     if report.read_model_rows is not None:
         lines.append(f"read model rows: {report.read_model_rows:,}")
-    lines += [f"fold error in {o}: {e}" for o, e in report.fold_errors.items()]
+    lines += [f"quarantined (as in the live table): {o}" for o in report.quarantined]
     lines += [f"warning: {t} lost its oldest records to retention" for t in report.truncated]
     return "\n".join(lines)
 
@@ -661,7 +661,7 @@ def _as_json(report: ReplayReport) -> dict[str, Any]:
         "events": report.events,
         "undecodable": report.undecodable,
         "processes": report.processes,
-        "fold_errors": report.fold_errors,
+        "quarantined": report.quarantined,
         "read_model_rows": report.read_model_rows,
         "elapsed_s": round(report.elapsed_s, 3),
         "events_per_s": round(report.events_per_s, 1),

@@ -4,7 +4,7 @@
 
 It reads the four events topics and ``processes.commands`` from the beginning
 (read_committed, to each partition's end), folds every order through the pure
-``process_manager.handle`` with the workers' timeouts (see ``streams.replay``), reads the live
+``process_manager.step`` with the workers' timeouts (see ``streams.replay``), reads the live
 table from its changelog topic (last record per key), and compares, per order, what does not
 depend on how a worker interleaved the topics: the ``state``, the set of applied message ids,
 the ``cancellation_reason`` and the ``payment_id``.
@@ -65,7 +65,7 @@ class Difference:
 
     ``kind``: ``missing_live`` (folded, not in the table), ``missing_events`` (in the table, not
     folded), ``mismatch`` (``fields`` says which: folded and live values), ``unreadable_live``,
-    ``wrong_partition`` or ``fold_error``.
+    or ``wrong_partition``.
     """
 
     order_id: str
@@ -163,8 +163,6 @@ def judge(
     timeouts: Timeouts,
 ) -> Verdict:
     """Compare one order's fold with its live record (``None``: absent from the table)."""
-    if folded.error is not None:
-        return Verdict(Difference(order_id, "fold_error", {"error": folded.error}))
     live_value = None if live is None else live.value
     if folded.process is None:
         if live_value is None:

@@ -1,10 +1,12 @@
 """The process web view on Faust's web server: JSON for tools, HTML pages under ``/ui/``.
 
     GET  /processes/{order_id}/          the process record, routed to the worker that owns it
-    GET  /processes/?state=&stalled=&limit=&stalled_after=
+    GET  /processes/?state=&stalled=&quarantined=&limit=&stalled_after=
                                          process summaries of all workers, latest change first
     GET  /processes/stats/?stalled=      {state: count} over all workers, every state listed
-    POST /processes/{order_id}/cancel/   operator action (Bearer OPERATOR_TOKEN): CancelProcess
+    POST /processes/{order_id}/cancel/   operator actions (Bearer OPERATOR_TOKEN): CancelProcess,
+    POST /processes/{order_id}/resume/   ResumeProcess and SkipMessage (of a quarantined process)
+    POST /processes/{order_id}/skip/
     GET  /ui/  /ui/processes/{order_id}/ the same, as HTML pages
 
 A process is *stalled* when it is not terminal and its deadline has passed, or it has not moved
@@ -34,8 +36,8 @@ import faust
 from faust.web import Request, Response, View
 from yarl import URL
 
-from aggregates.messages import CancelProcess, Envelope
-from process_manager import Process, State, is_terminal
+from aggregates.messages import CancelProcess, Envelope, Message, ResumeProcess, SkipMessage
+from process_manager import Process, State, is_quarantined, is_terminal
 from streams.codec import encode
 from streams.settings import Settings
 from streams.ui import pages
@@ -57,10 +59,15 @@ SUMMARY_FIELDS = {
     "cancellation_reason",
     "escalation",
 }
+ACTIONS = ("cancel", "resume", "skip")
 
 
 class Unavailable(Exception):
     """The answer needs a worker or a partition that is not there right now (503)."""
+
+
+class Conflict(Exception):
+    """The operator action does not fit the process's state (409)."""
 
 
 # Queries, pure
@@ -72,6 +79,7 @@ class Query:
 
     state: State | None = None
     stalled: bool = False
+    quarantined: bool = False
     limit: int = DEFAULT_LIMIT
     stalled_after: timedelta = STALLED_AFTER
 
@@ -90,6 +98,7 @@ class Query:
         return cls(
             state=State(state) if state else None,
             stalled=flag(params.get("stalled")),
+            quarantined=flag(params.get("quarantined")),
             limit=int(limit),
             stalled_after=timedelta(seconds=after),
         )
@@ -98,6 +107,7 @@ class Query:
         """The request parameters that parse back to this query."""
         params = {
             "stalled": "true" if self.stalled else "false",
+            "quarantined": "true" if self.quarantined else "false",
             "limit": str(self.limit),
             "stalled_after": str(self.stalled_after.total_seconds()),
         }
@@ -105,6 +115,8 @@ class Query:
 
     def matches(self, process: Process, now: datetime) -> bool:
         if self.state is not None and process.state != self.state:
+            return False
+        if self.quarantined and not is_quarantined(process):
             return False
         return not self.stalled or is_stalled(process, now, self.stalled_after)
 
@@ -138,7 +150,20 @@ def summarize(process: Process, now: datetime, after: timedelta) -> dict[str, An
     """The list entry of a process: its record without items, applied ids and history."""
     summary = process.model_dump(mode="json", include=SUMMARY_FIELDS)
     last = process.history[-1].model_dump(mode="json")["at"] if process.history else None
-    return summary | {"updated_at": last, "stalled": is_stalled(process, now, after)}
+    quarantine = process.quarantine
+    held = None
+    if quarantine is not None:
+        held = {
+            "message_id": quarantine.message.message_id,
+            "message_type": quarantine.message.type,
+            "reason": quarantine.reason,
+            "parked": len(quarantine.parked),
+        }
+    return summary | {
+        "updated_at": last,
+        "stalled": is_stalled(process, now, after),
+        "quarantine": held,
+    }
 
 
 def latest_first(summary: Mapping[str, Any]) -> tuple[float, str]:
@@ -172,16 +197,32 @@ def refusal(authorization: str | None, token: str | None) -> str | None:
     return None
 
 
-def cancel_envelope(order_id: str, body: bytes, message_id: str, now: datetime) -> Envelope:
-    """The ``CancelProcess`` an operator asks for with ``{"reason", "requested_by"}`` (optional)."""
+def operator_command(action: str, process: Process, body: bytes) -> Message:
+    """The command of an operator ``action`` on ``process``, from the request's JSON body
+    (every field optional: ``reason`` for a cancel, ``message_id`` for a skip, which must be
+    the failing message, and ``requested_by``); ``ValueError`` (400) or ``Conflict`` (409)."""
     data = json.loads(body) if body.strip() else {}
     if not isinstance(data, dict):
         raise ValueError("the body must be a JSON object")
-    command = CancelProcess(
-        order_id=order_id,
-        reason=str(data.get("reason") or DEFAULT_REASON),
-        requested_by=str(data.get("requested_by") or DEFAULT_REQUESTER),
-    )
+    order_id, by = process.order_id, str(data.get("requested_by") or DEFAULT_REQUESTER)
+    if action == "cancel":
+        if is_terminal(process.state):
+            raise Conflict(f"the process is already {process.state}")
+        reason = str(data.get("reason") or DEFAULT_REASON)
+        return CancelProcess(order_id=order_id, reason=reason, requested_by=by)
+    if process.quarantine is None:
+        raise Conflict("the process is not quarantined")
+    if action == "resume":
+        return ResumeProcess(order_id=order_id, requested_by=by)
+    failing = process.quarantine.message.message_id
+    named = str(data.get("message_id") or failing)
+    if named != failing:
+        raise Conflict(f"message {named} is not the failing one ({failing})")
+    return SkipMessage(order_id=order_id, message_id=failing, requested_by=by)
+
+
+def operator_envelope(command: Message, message_id: str, now: datetime) -> Envelope:
+    order_id = command.order_id  # type: ignore[attr-defined]  # every operator command has one
     return Envelope.wrap(
         command, message_id=message_id, occurred_at=now, correlation_id=order_id, causation_id=None
     )
@@ -333,30 +374,35 @@ def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
         except Unavailable as error:
             return web.json({"error": str(error)}, status=503)
 
-    @app.page("/processes/{order_id}/cancel/")
-    class CancelView(View):
-        async def post(self, request: Request, order_id: str) -> Response:
-            denied = refusal(request.headers.get("Authorization"), settings.operator_token)
-            if denied is not None:
-                headers = {"WWW-Authenticate": 'Bearer realm="orderflow operators"'}
-                return self.json({"error": denied}, status=401, headers=headers)
-            try:
-                process = await view.get(order_id)
-                if process is None:
-                    return self.json({"error": f"no process for order {order_id}"}, status=404)
-                if is_terminal(process.state):
-                    message = f"the process is already {process.state}"
-                    return self.json({"error": message}, status=409)
-                body = await self.read_request_content(request)
-                envelope = cancel_envelope(order_id, body, str(uuid.uuid4()), datetime.now(UTC))
-            except Unavailable as error:
-                return self.json({"error": str(error)}, status=503)
-            except ValueError as error:  # bad JSON, or a field pydantic refuses
-                return self.json({"error": str(error)}, status=400)
-            sent = await commands.send(key=order_id.encode(), value=encode(envelope))
-            await sent  # delivered to Kafka before the operator hears "accepted"
-            accepted = {"message_id": envelope.message_id, "order_id": order_id}
-            return self.json(accepted | {"type": envelope.type}, status=202)
+    async def operator_action(web: View, request: Request, order_id: str, action: str) -> Response:
+        denied = refusal(request.headers.get("Authorization"), settings.operator_token)
+        if denied is not None:
+            headers = {"WWW-Authenticate": 'Bearer realm="orderflow operators"'}
+            return web.json({"error": denied}, status=401, headers=headers)
+        try:
+            process = await view.get(order_id)
+            if process is None:
+                return web.json({"error": f"no process for order {order_id}"}, status=404)
+            body = await web.read_request_content(request)
+            command = operator_command(action, process, body)
+        except Unavailable as error:
+            return web.json({"error": str(error)}, status=503)
+        except Conflict as error:
+            return web.json({"error": str(error)}, status=409)
+        except ValueError as error:  # bad JSON, or a field pydantic refuses
+            return web.json({"error": str(error)}, status=400)
+        envelope = operator_envelope(command, str(uuid.uuid4()), datetime.now(UTC))
+        sent = await commands.send(key=order_id.encode(), value=encode(envelope))
+        await sent  # delivered to Kafka before the operator hears "accepted"
+        accepted = {"message_id": envelope.message_id, "order_id": order_id}
+        return web.json(accepted | {"type": envelope.type}, status=202)
+
+    for action in ACTIONS:
+
+        @app.page(f"/processes/{{order_id}}/{action}/", name=f"process-{action}")
+        class ActionView(View):
+            async def post(self, request: Request, order_id: str, action: str = action) -> Response:
+                return await operator_action(self, request, order_id, action)
 
     @app.page("/processes/{order_id}/")
     @app.table_route(table=processes, match_info="order_id")
@@ -378,7 +424,7 @@ def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
         except Unavailable as error:
             return web.html(pages.error_page(503, str(error)), status=503)
         after = query.stalled_after.total_seconds()
-        filters = pages.Filters(query.state, query.stalled, query.limit, after)
+        filters = pages.Filters(query.state, query.stalled, query.limit, after, query.quarantined)
         return web.html(pages.index_page(rows, states, stalled, filters))
 
     @app.page("/ui/processes/{order_id}/")

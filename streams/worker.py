@@ -17,13 +17,16 @@ import mode
 
 from aggregates.messages import Envelope, ProcessTimedOut, deterministic_id
 from process_manager import (
+    OPERATOR_ACTIONS,
     REACTS_TO,
     TRANSITIONS,
+    Outcome,
     Process,
-    handle,
+    is_quarantined,
+    step,
     trigger_of,
 )
-from streams import metrics, routing
+from streams import faults, metrics, routing
 from streams.app import create_app
 from streams.codec import DeadLetter, DecodeError, decode, encode
 from streams.deadlines import DeadlineIndex
@@ -55,6 +58,7 @@ processes = app.Table(
     "processes", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
 )
 TIMEOUTS = worker_timeouts(settings)  # the same ones verify and replay fold with
+DECIDE = faults.faulty_handle()  # process_manager.handle, unless a test injects a fault
 deadlines = DeadlineIndex()
 
 
@@ -87,13 +91,15 @@ async def on_message(event: Any) -> None:
         await dead_letter(record, event.key, event.value, error.reason)
         return
     topic_kind = record.topic.removeprefix(settings.topic_prefix)
-    if envelope.type in REACTS_TO:
-        await apply(event.key, envelope, topic_kind)
-    else:
+    if envelope.type not in REACTS_TO:
         metrics.message(topic_kind, "ignored")
+        return
+    outcome = await apply(event.key, envelope, topic_kind)
+    if outcome.kind == "failed":  # it broke a process that does not exist: nowhere to park it
+        await dead_letter(record, event.key, event.value, f"process failed: {outcome.reason}")
 
 
-async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> None:
+async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> Outcome:
     bound = log.bind(
         order_id=key.decode(),
         correlation_id=envelope.correlation_id,
@@ -102,7 +108,7 @@ async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> None:
         message_type=envelope.type,
     )
     current = load(processes.get(key))
-    outcome = handle(current, envelope, timeouts=TIMEOUTS)
+    outcome = step(current, envelope, timeouts=TIMEOUTS, decide=DECIDE)
     metrics.message(topic_kind, outcome.kind)
     if outcome.process is not None and (
         outcome.process is not current or outcome.kind == "duplicate"
@@ -116,18 +122,22 @@ async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> None:
         from_state = current.state if current else None
         if (from_state, trigger_of(envelope.data)) in TRANSITIONS:  # not a fact merely noted
             metrics.transition(from_state, outcome.process.state)
-        bound.debug(
+        (bound.info if envelope.type in OPERATOR_ACTIONS else bound.debug)(
             "transition",
             from_state=from_state,
             to_state=outcome.process.state,
             commands=[c.type for c in outcome.commands],
+            reason=outcome.reason,
         )
+    elif outcome.kind == "quarantined":
+        bound.warning("process quarantined", reason=outcome.reason)
     elif outcome.kind == "duplicate":
         bound.info("duplicate message; owed commands re-sent", commands=len(outcome.commands))
     else:
         bound.info("message ignored", reason=outcome.reason)
     for command in outcome.commands:
         await outputs[COMMAND_TOPIC[command.type]].send(key=key, value=encode(command))
+    return outcome
 
 
 async def send_forward(forward: routing.Forward, record: Any) -> None:
@@ -175,8 +185,8 @@ async def check_deadlines() -> None:
     now = datetime.now(UTC)
     for key, deadline in deadlines.due(now):
         process = load(processes.get(key))
-        if process is None or process.deadline != deadline:
-            continue
+        if process is None or process.deadline != deadline or is_quarantined(process):
+            continue  # a quarantined process waits for an operator, not for its deadline
         timed_out = Envelope.wrap(
             ProcessTimedOut(order_id=process.order_id, deadline=deadline),
             message_id=deterministic_id(f"{process.order_id}:{deadline.isoformat()}", "timeout"),

@@ -27,6 +27,7 @@ class Filters:
     stalled: bool
     limit: int
     stalled_after_s: float
+    quarantined: bool = False
 
 
 def _h(value: object) -> str:
@@ -107,10 +108,13 @@ def _filters(filters: Filters) -> str:
         for s in State
     ]
     checked = " checked" if filters.stalled else ""
+    held = " checked" if filters.quarantined else ""
     return (
         '<form class="filters" method="get" action="/ui/">'
         f'<label>state <select name="state">{"".join(options)}</select></label>'
         f'<label><input type="checkbox" name="stalled" value="true"{checked}> stalled only</label>'
+        f'<label><input type="checkbox" name="quarantined" value="true"{held}> quarantined only'
+        "</label>"
         f'<label>limit <input type="number" name="limit" min="1" value="{filters.limit}"></label>'
         f'<input type="hidden" name="stalled_after" value="{filters.stalled_after_s:g}">'
         "<button>filter</button></form>"
@@ -129,6 +133,8 @@ def _process_table(rows: Iterable[dict[str, Any]]) -> str:
 
 def _process_row(row: Mapping[str, Any]) -> str:
     stalled = ' <span class="badge warn">stalled</span>' if row["stalled"] else ""
+    if row.get("quarantine"):
+        stalled += ' <span class="badge warn">quarantined</span>'
     return (
         f'<tr class="{"stalled" if row["stalled"] else ""}" data-order="{_h(row["order_id"])}">'
         f'<td><a class="mono" href="{_h(process_href(row["order_id"]))}">'
@@ -153,7 +159,7 @@ def process_page(process: Process, stalled: bool, operator: bool) -> str:
         f"{_badge(process.state)}{warn}</h1>"
         f"{_record(process)}"
         f"<h2>Timeline</h2>{_timeline(process.history)}"
-        f"<h2>Operator</h2>{_cancel_form(process, operator)}"
+        f"<h2>Operator</h2>{_quarantine_help(process)}{_cancel_form(process, operator)}"
         f'<p><a href="{_h(json_href)}">the record as JSON</a></p>'
     )
     script = "" if is_terminal(process.state) or not operator else CANCEL_SCRIPT
@@ -177,6 +183,14 @@ def _record(process: Process) -> str:
     ]
     if process.escalation is not None:
         fields.append(("escalated to an operator", process.escalation))
+    if process.quarantine is not None:
+        held = process.quarantine
+        parked = ", ".join(f"{p.type} {p.message_id}" for p in held.parked) or "none"
+        fields += [
+            ("quarantined by", f"{held.message.type} {held.message.message_id}"),
+            ("quarantine reason", held.reason),
+            ("parked behind it, in order", parked),
+        ]
     return "<dl>" + "".join(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>" for k, v in fields) + "</dl>"
 
 
@@ -198,6 +212,20 @@ def _timeline(history: Iterable[HistoryEntry]) -> str:
 def _commands(entry: HistoryEntry) -> str:
     return "<br>".join(
         f'{_h(c.type)} <span class="mono muted">{_h(c.message_id)}</span>' for c in entry.commands
+    )
+
+
+def _quarantine_help(process: Process) -> str:
+    if process.quarantine is None:
+        return ""
+    order = _h(process.order_id)
+    return (
+        '<p class="warn">This process is quarantined: a message broke it, and later ones wait '
+        "behind it. Once the cause is fixed, resume it (the failing and the parked messages "
+        "are taken in again, in order), or skip the failing message:</p>"
+        f'<pre class="mono">python -m streams.operator resume {order}\n'
+        f"python -m streams.operator skip {order} --message-id "
+        f"{_h(process.quarantine.message.message_id)}</pre>"
     )
 
 

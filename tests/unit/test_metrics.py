@@ -69,13 +69,18 @@ def test_reads_of_one_partition_at_two_positions_go_in_separate_batches() -> Non
 
 def test_process_states_count_the_table_and_keep_the_last_count_while_rebalancing() -> None:
     app = SimpleNamespace(rebalancing=False, tables=SimpleNamespace(actives_ready=True))
-    table = {b"o1": b'{"state": "Completed", "x": 1}', b"o2": b'{"state": "Cancelled"}'}
+    table = {
+        b"o1": b'{"state": "Completed", "x": 1}',
+        b"o2": b'{"state": "Cancelled"}',
+        b"o3": b'{"state": "AwaitingPayment", "quarantine": {"reason": "Bug: x"}}',
+    }
     gauge = metrics.ProcessStates(app, table, ttl=0)
     gauge.refresh()
-    table[b"o3"] = b'{"state": "Completed"}'
+    table[b"o4"] = b'{"state": "Completed"}'
     app.rebalancing = True
     gauge.refresh()
-    (family,) = gauge.collect()
+    family, quarantined = gauge.collect()
     counts = {s.labels["state"]: s.value for s in family.samples}
     assert counts["Completed"] == 1 and counts["Cancelled"] == 1
     assert counts.keys() == {state.value for state in State}
+    assert [s.value for s in quarantined.samples] == [1]

@@ -61,7 +61,6 @@ def test_by_order_groups_the_inputs_of_each_order_in_their_order() -> None:
 
 def test_the_fold_reaches_the_process_the_worker_reached() -> None:
     folded = fold_order(logged(*HAPPY), TIMEOUTS)
-    assert folded.error is None
     expected = given(*HAPPY)
     assert folded.process is not None
     assert folded.process.state == State.Completed
