@@ -374,10 +374,12 @@ class CancelProcess(Message):
 
 
 class ResumeProcess(Message):
-    """An operator retries a quarantined process: its failing message, then the parked ones."""
+    """An operator retries a quarantined process: its failing message (``message_id``, named
+    so that a fold of the log knows it failed), then the parked ones."""
 
     type: Literal["ResumeProcess"] = "ResumeProcess"
     order_id: Id
+    message_id: Id
     requested_by: Id
 
 

@@ -5,11 +5,18 @@
 process, which is then *quarantined*: every later message for it is parked behind the failing
 one, in order, neither applied nor lost. Its timer stops. An operator answers with one of:
 
-- ``ResumeProcess``: the failing message and then the parked ones are taken in again, in
-  order (after a fix is deployed); one that fails again quarantines the process anew, and the
-  rest stay parked behind it;
+- ``ResumeProcess`` naming the failing message: it and then the parked ones are taken in
+  again, in order (after a fix is deployed); one that fails again quarantines the process
+  anew, and the rest stay parked behind it;
 - ``SkipMessage`` naming the failing message: it is recorded as skipped (in the history and
   among the taken-in ids, so a redelivery is a duplicate), and the parked ones are taken in.
+
+An action that names another message than the failing one is parked like any other message.
+
+A fold of the log (replay, verify) must reach the live record whatever code it runs, also
+after the bug was fixed. Each action names the message that failed before it, so
+``as_logged`` makes a fold's ``decide`` fail a message as many times as actions name it, and
+the fold parks, resumes and skips exactly as the worker did.
 
 Released messages are taken in as of the operator's action (their time is the later of their
 own and the action's): deadlines follow from when the process moves again, so one held for an
@@ -22,9 +29,10 @@ dead-letters it with the reason.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from aggregates.messages import Envelope, ResumeProcess, SkipMessage
 from process_manager.decider import Outcome, evolve, handle, record
@@ -48,6 +56,26 @@ def step(
         return decide(process, envelope, timeouts=timeouts)
     except Exception as error:  # a bug in one process must not stop its partition
         return _quarantine(process, envelope, reason_of(error))
+
+
+class LoggedFailure(Exception):
+    """A failure a fold repeats because the log shows an operator answered it."""
+
+
+def as_logged(envelopes: Iterable[Envelope], decide: Decide = handle) -> Decide:
+    """``decide`` for a fold of one order's ``envelopes``: it fails each message as many times
+    as an operator's ``ResumeProcess`` or ``SkipMessage`` among them names it, then decides."""
+    failures = Counter(
+        e.data.message_id for e in envelopes if isinstance(e.data, ResumeProcess | SkipMessage)
+    )
+
+    def logged(process: Process | None, envelope: Envelope, **kwargs: Any) -> Outcome:
+        if failures[envelope.message_id] > 0:
+            failures[envelope.message_id] -= 1
+            raise LoggedFailure("failed in the worker, as an operator's action in the log shows")
+        return decide(process, envelope, **kwargs)
+
+    return logged
 
 
 def reason_of(error: BaseException) -> str:
@@ -80,12 +108,13 @@ def _while_quarantined(
     if envelope.message_id in held:
         return Outcome("duplicate", process, (), "message already parked")
     message = envelope.data
-    if isinstance(message, ResumeProcess):
+    failing = quarantine.message.message_id
+    if isinstance(message, ResumeProcess) and message.message_id == failing:
         released = _released(process, envelope)
         held_messages = (quarantine.message, *quarantine.parked)
         return _take_in(released, held_messages, envelope.occurred_at, timeouts, decide)
-    if isinstance(message, SkipMessage) and message.message_id == quarantine.message.message_id:
-        released = _released(process, envelope, skipped=quarantine.message.message_id)
+    if isinstance(message, SkipMessage) and message.message_id == failing:
+        released = _released(process, envelope, skipped=failing)
         return _take_in(released, quarantine.parked, envelope.occurred_at, timeouts, decide)
     parked = quarantine.model_copy(update={"parked": (*quarantine.parked, envelope)})
     return Outcome(

@@ -1,7 +1,7 @@
 """An operator's actions on one process, over the workers' web API (the token guards both).
 
     python -m streams.operator cancel ORDER [--reason TEXT]    CancelProcess
-    python -m streams.operator resume ORDER                    retry a quarantined process
+    python -m streams.operator resume ORDER [--message-id ID]  retry a quarantined process
     python -m streams.operator skip ORDER [--message-id ID]    skip its failing message
     python -m streams.operator quarantined                     list the quarantined processes
 
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     else:
         body = {"requested_by": args.by}
         body |= {"reason": args.reason} if args.action == "cancel" and args.reason else {}
-        body |= {"message_id": args.message_id} if args.action == "skip" and args.message_id else {}
+        body |= {"message_id": args.message_id} if getattr(args, "message_id", None) else {}
         order = quote(args.order_id, safe="")
         url = f"{base}/processes/{order}/{args.action}/"
         status, answer = _call("POST", url, body, settings.operator_token)
@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--by", default="cli-operator", help="who asks")
         if name == "cancel":
             action.add_argument("--reason")
-        if name == "skip":
+        if name in ("resume", "skip"):
             action.add_argument("--message-id", help="the failing message (checked)")
     actions.add_parser("quarantined", help="list the quarantined processes")
     return parser

@@ -48,7 +48,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from aggregates.messages import Envelope
-from process_manager import DEFAULT_TIMEOUTS, Process, State, Timeouts, step
+from process_manager import DEFAULT_TIMEOUTS, Process, State, Timeouts, as_logged, step
 from streams import read_model
 from streams.codec import DecodeError, decode
 from streams.postgres.db import connect
@@ -125,12 +125,15 @@ class Folded:
 def fold_order(inputs: Iterable[Input], timeouts: Timeouts) -> Folded:
     """Fold one order's inputs through ``step``, as a worker would; commands are dropped.
 
-    A message that breaks the process quarantines it here too, and the operator's
-    ``ResumeProcess`` or ``SkipMessage`` in ``processes.commands`` releases it the same way.
+    A message that broke the live process quarantines it here too (``as_logged``: the
+    operator's ``ResumeProcess`` or ``SkipMessage`` in ``processes.commands`` names it), and
+    the action releases it the same way.
     """
+    items = list(inputs)
+    decide = as_logged(item.envelope for item in items)
     process: Process | None = None
-    for item in inputs:
-        outcome = step(process, item.envelope, timeouts=timeouts)
+    for item in items:
+        outcome = step(process, item.envelope, timeouts=timeouts, decide=decide)
         if outcome.process is not None:  # ignored messages are taken in too
             process = outcome.process
     return Folded(process)

@@ -199,8 +199,9 @@ def refusal(authorization: str | None, token: str | None) -> str | None:
 
 def operator_command(action: str, process: Process, body: bytes) -> Message:
     """The command of an operator ``action`` on ``process``, from the request's JSON body
-    (every field optional: ``reason`` for a cancel, ``message_id`` for a skip, which must be
-    the failing message, and ``requested_by``); ``ValueError`` (400) or ``Conflict`` (409)."""
+    (every field optional: ``reason`` for a cancel, ``message_id`` for a resume or a skip,
+    which must be the failing message, and ``requested_by``); ``ValueError`` (400) or
+    ``Conflict`` (409)."""
     data = json.loads(body) if body.strip() else {}
     if not isinstance(data, dict):
         raise ValueError("the body must be a JSON object")
@@ -212,12 +213,12 @@ def operator_command(action: str, process: Process, body: bytes) -> Message:
         return CancelProcess(order_id=order_id, reason=reason, requested_by=by)
     if process.quarantine is None:
         raise Conflict("the process is not quarantined")
-    if action == "resume":
-        return ResumeProcess(order_id=order_id, requested_by=by)
     failing = process.quarantine.message.message_id
     named = str(data.get("message_id") or failing)
     if named != failing:
         raise Conflict(f"message {named} is not the failing one ({failing})")
+    if action == "resume":
+        return ResumeProcess(order_id=order_id, message_id=failing, requested_by=by)
     return SkipMessage(order_id=order_id, message_id=failing, requested_by=by)
 
 

@@ -75,7 +75,7 @@ SAMPLES: list[m.Message] = [
     ),
     m.CancelProcess(order_id=ORDER, reason="customer called", requested_by="operator-1"),
     m.ProcessTimedOut(order_id=ORDER, deadline=NOW),
-    m.ResumeProcess(order_id=ORDER, requested_by="operator-1"),
+    m.ResumeProcess(order_id=ORDER, message_id="m-1", requested_by="operator-1"),
     m.SkipMessage(order_id=ORDER, message_id="m-1", requested_by="operator-1"),
     m.CommandRejected(
         command_type="AddProduct", command_message_id="m-1", reason="finalized", order_id=ORDER

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from aggregates.messages import Envelope, ResumeProcess, SkipMessage
-from process_manager import Outcome, Process, State, handle, step
+from process_manager import Outcome, Process, State, as_logged, handle, step
 from tests.unit.process_manager.scenario import HAPPY, LATER, ORDER, TIMEOUTS, envelope, given
 
 
@@ -35,8 +35,10 @@ def operator(message: ResumeProcess | SkipMessage, message_id: str) -> Envelope:
     )
 
 
-def resume(message_id: str = "resume") -> Envelope:
-    return operator(ResumeProcess(order_id=ORDER, requested_by="ops"), message_id)
+def resume(failing: str = "finalized", message_id: str = "resume") -> Envelope:
+    return operator(
+        ResumeProcess(order_id=ORDER, message_id=failing, requested_by="ops"), message_id
+    )
 
 
 def skip(skipped: str, message_id: str = "skip") -> Envelope:
@@ -200,3 +202,38 @@ def test_a_cart_that_cannot_start_a_process_fails_for_the_dead_letters() -> None
     failed = step(None, other, timeouts=TIMEOUTS, decide=decide)
     assert (failed.kind, failed.process) == ("failed", None)
     assert failed.reason == "Bug: no"
+
+
+def live_and_folded(action: Envelope) -> tuple[Process, Process]:
+    """The live process (broken by a bug, then ``action`` with the bug fixed) and a fold of the
+    same log by code that never had the bug."""
+    process, finalized, settled = paid_then_broken()
+    live = step(process, action, timeouts=TIMEOUTS)
+    start = given(*HAPPY[:2])
+    inputs = [finalized, settled, action]
+    decide = as_logged(inputs)
+    folded: Process | None = start
+    for cause in inputs:
+        outcome = step(folded, cause, timeouts=TIMEOUTS, decide=decide)
+        folded = outcome.process or folded
+    assert live.process is not None and folded is not None
+    return live.process, folded
+
+
+def test_a_fold_of_the_log_resumes_as_the_worker_did_with_the_bug_fixed() -> None:
+    # Given a live process quarantined by a bug and resumed once the bug was fixed
+    # When the log is folded by code that never had the bug
+    live, folded = live_and_folded(resume())
+
+    # Then the fold reaches the live record, the resume included
+    assert folded == live
+
+
+def test_a_fold_of_the_log_skips_as_the_worker_did_with_the_bug_fixed() -> None:
+    # Given a live process whose failing message an operator skipped
+    # When the log is folded by code that never had the bug
+    live, folded = live_and_folded(skip("finalized"))
+
+    # Then the fold skipped it too, rather than applying it
+    assert folded == live
+    assert folded.state == State.AwaitingPayment
