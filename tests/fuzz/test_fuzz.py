@@ -1,12 +1,16 @@
 """Fuzzed bad input on every input topic, interleaved with valid orders, on a real worker.
 
 Every malformed record must land in dead-letters (found by its topic, partition and offset)
-with a reason, every valid order must still complete, and the worker must keep running.
+with a reason, every valid order must still complete, and the worker must keep running. In
+some rounds an order that breaks the handler (a test fault: the worker raises for every
+message of orders marked ``BROKEN``) shares the valid order's partition: it must be
+quarantined, and the valid order complete all the same.
 FUZZ_EXAMPLES sets how many rounds hypothesis plays (`make fuzz` plays many, CI a few).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -16,7 +20,7 @@ from decimal import Decimal
 
 import pytest
 from confluent_kafka import Producer
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from aggregates.messages import (
@@ -34,9 +38,16 @@ from aggregates.messages import (
     to_wire,
 )
 from streams.codec import external
+from streams.routing import owner_of
 from streams.settings import Settings
 from tests.fuzz.strategies import INPUT_TOPICS, bad_record, wrong_topics
-from tests.integration.flows import cart_commands, place_order, stock, wait_terminal
+from tests.integration.flows import (
+    cart_commands,
+    get_process,
+    place_order,
+    stock,
+    wait_terminal,
+)
 from tests.integration.harness import (
     Service,
     faust_worker,
@@ -50,6 +61,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
 WEB_PORT = 16110
+BROKEN = "fuzz-broken"
 Position = tuple[str, int, int]
 
 
@@ -93,6 +105,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
     from streams.settings import get_settings
 
     isolated, env = isolated_settings(get_settings())
+    env |= {"ORDERFLOW_FAULT": "process_handler_error", "ORDERFLOW_FAULT_MATCH": BROKEN}
     worker = faust_worker("streams.worker", env, tmp_path_factory.mktemp("fuzz"), WEB_PORT)
     worker.start()
     sku = f"{env['APP_ID']}-sku"
@@ -137,14 +150,44 @@ def test_bad_records_become_dead_letters_and_valid_orders_still_complete(
     else:
         valid = f"valid-{uuid.uuid4().hex[:10]}"
         place_order(settings_, valid, "card_ok", [(sku, 1)])
+    broken = None
+    if data.draw(st.booleans(), label="an order that breaks the handler, on that partition"):
+        event("an order breaks the handler")
+        broken = same_partition(f"{BROKEN}-{uuid.uuid4().hex[:10]}", valid, settings_)
+        place_order(settings_, broken, "card_ok", [(sku, 1)])
     positions += produce_at(settings_, bad[len(bad) // 2 :])
 
     # Then the valid order completes, every bad record is a dead letter, the worker runs on
     assert wait_terminal(WEB_PORT, valid, timeout=60)["state"] == "Completed", worker.tail()
+    if broken is not None:
+        quarantined = wait_quarantined(broken)
+        assert quarantined["reason"].startswith("InjectedFault"), quarantined
     letters = wait_for_letters(settings_, set(positions))
     for position in positions:
         assert letters[position]["reason"], letters[position]
     assert worker.running(), worker.tail()
+
+
+def same_partition(prefix: str, other: str, settings: Settings) -> str:
+    """An order id starting with ``prefix`` whose key owns ``other``'s partition."""
+    partitions = settings.topic_partitions
+    target = owner_of(other.encode(), partitions)
+    return next(
+        candidate
+        for candidate in (f"{prefix}-{n}" for n in itertools.count())
+        if owner_of(candidate.encode(), partitions) == target
+    )
+
+
+def wait_quarantined(order_id: str) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + 60
+    process = None
+    while time.monotonic() < deadline:
+        process = get_process(WEB_PORT, order_id)
+        if process is not None and process["quarantine"] is not None:
+            return process["quarantine"]  # type: ignore[no-any-return]
+        time.sleep(0.25)
+    raise AssertionError(f"{order_id} not quarantined after 60 s: {process}")
 
 
 def wait_for_letters(settings: Settings, wanted: set[Position]) -> dict[Position, dict]:  # type: ignore[type-arg]
