@@ -8,7 +8,7 @@ The diagram generator lives in ``process_manager.diagram`` (run it with ``python
 
 from process_manager.decider import Outcome, OutcomeKind, evolve, handle, resume
 from process_manager.process import HistoryEntry, Process, Quarantine, SentCommand
-from process_manager.quarantine import Decide, as_logged, is_quarantined, step
+from process_manager.quarantine import Decide, as_logged, is_quarantined, reason_of, step
 from process_manager.states import DEFAULT_TIMEOUTS, TERMINAL_STATES, State, Timeouts, is_terminal
 from process_manager.table import OPERATOR_ACTIONS, REACTS_TO, TRANSITIONS, Transition, trigger_of
 
@@ -33,6 +33,7 @@ __all__ = [
     "handle",
     "is_quarantined",
     "is_terminal",
+    "reason_of",
     "resume",
     "step",
     "trigger_of",

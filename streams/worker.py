@@ -23,6 +23,7 @@ from process_manager import (
     Outcome,
     Process,
     is_quarantined,
+    reason_of,
     step,
     trigger_of,
 )
@@ -107,7 +108,13 @@ async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> Outcome:
         message_id=envelope.message_id,
         message_type=envelope.type,
     )
-    current = load(processes.get(key))
+    try:
+        current = load(processes.get(key))
+    except Exception as error:  # no record to park the message on: it goes to the dead letters
+        reason = f"process record unreadable: {reason_of(error)}"
+        bound.error("process record unreadable", reason=reason)
+        metrics.message(topic_kind, "failed")
+        return Outcome("failed", None, (), reason)
     outcome = step(current, envelope, timeouts=TIMEOUTS, decide=DECIDE)
     metrics.message(topic_kind, outcome.kind)
     if outcome.process is not None and (

@@ -13,9 +13,9 @@ from typing import Final
 import psycopg
 from psycopg import errors
 
+from process_manager import reason_of
+
 POISON: Final = (psycopg.DataError, psycopg.IntegrityError, errors.ProgramLimitExceeded)
-MAX_REASON: Final = 500
-"""How much of the database's message a reason keeps (its first line, cut to this length)."""
 
 
 def is_poison(error: BaseException) -> bool:
@@ -25,7 +25,4 @@ def is_poison(error: BaseException) -> bool:
 
 def reason(error: BaseException, attempts: int) -> str:
     """The dead letter's and the rejection's reason: what the database said, without a trace."""
-    said = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"poison command, given up after {attempts} attempts: {type(error).__name__}: {said}"[
-        :MAX_REASON
-    ]
+    return f"poison command, given up after {attempts} attempts: {reason_of(error)}"
