@@ -20,10 +20,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from process_manager import TERMINAL_STATES
-from streams.admin import ensure_topics
-from streams.demo import Kind, cart_records
-from streams.producing import produce_waiting
+from streams.kafka.admin import ensure_topics
+from streams.kafka.producing import produce_waiting
 from streams.settings import Settings
+from streams.tools.demo import Kind, cart_records
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"

@@ -27,8 +27,8 @@ from bench.common import (
     reader_at_end,
     wait_quiet,
 )
-from streams.demo import MIX, Kind, seed_stock
 from streams.settings import Settings
+from streams.tools.demo import MIX, Kind, seed_stock
 
 PAID = MIX[0]  # card_ok, in stock: Completed, no timeouts
 SILENT = next(k for k in MIX if k.payment_method == "card_no_response")  # stays AwaitingPayment
@@ -206,8 +206,8 @@ def _run_tool(sc: Scenario, module: str, *args: str) -> dict[str, Any]:
 
 
 def tools(sc: Scenario) -> dict[str, Any]:
-    """Time streams.verify and streams.replay on a stopped scenario's topics, against a raw
-    read (confluent-kafka, no decoding) of the topics each one reads."""
+    """Time streams.tools.verify and streams.tools.replay on a stopped scenario's topics,
+    against a raw read (confluent-kafka, no decoding) of the topics each one reads."""
     s = sc.settings
     inputs = [s.topic(t) for t in INPUT_TOPICS]
     result: dict[str, Any] = {}

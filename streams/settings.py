@@ -43,10 +43,10 @@ class Settings(BaseSettings):
     timeout_check_interval_s: float = 0.5
     payment_settlement_delay_s: float = 5.0
     # The modules' command handlers run in every worker unless this is false; then they run in
-    # their own processes (python -m streams.runner), which take them off the worker's GIL.
+    # their own processes (python -m streams.modules.runner), which take them off the worker's GIL.
     worker_runs_modules: bool = True
     # A module loop silent this long is stuck for good: the worker exits for its supervisor to
-    # restart it (streams/liveness.py). Above every client call's own timeout (30 s).
+    # restart it (streams/observability/liveness.py). Above every client call's own timeout (30 s).
     stall_exit_after_s: float = Field(default=90.0, gt=30.0)
 
     log_format: str = Field(default="console", pattern="^(json|console)$")

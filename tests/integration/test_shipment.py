@@ -40,14 +40,14 @@ from aggregates.messages import (
     deterministic_id,
     to_wire,
 )
-from streams.codec import DeadLetter, decode, encode
+from streams.kafka.codec import DeadLetter, decode, encode
+from streams.kafka.routing import owner_of
+from streams.modules.shipment import store
+from streams.modules.shipment.cli import main as cli
+from streams.modules.shipment.handler import Outcome, Record, ShipmentHandler
+from streams.modules.shipment.outbox import OutboxRelay
 from streams.postgres.migrate import migrate
-from streams.routing import owner_of
 from streams.settings import Settings
-from streams.shipment import store
-from streams.shipment.cli import main as cli
-from streams.shipment.handler import Outcome, Record, ShipmentHandler
-from streams.shipment.outbox import OutboxRelay
 from tests.integration.harness import REPO, create_topics, read_all, unique
 
 pytestmark = pytest.mark.integration
@@ -218,7 +218,7 @@ def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, by
 
 @dataclass
 class ShipmentProcess:
-    """``python -m streams.shipment run ...`` as a real subprocess."""
+    """``python -m streams.modules.shipment run ...`` as a real subprocess."""
 
     settings: Settings
     log_path: Path
@@ -238,7 +238,7 @@ class ShipmentProcess:
             env["ORDERFLOW_FAULT"] = fault
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.shipment", "run", *args],
+                [sys.executable, "-m", "streams.modules.shipment", "run", *args],
                 cwd=REPO,
                 env=env,
                 stdout=log,

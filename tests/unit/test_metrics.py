@@ -8,7 +8,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from process_manager import State
-from streams import metrics
+from streams.observability import metrics
 from streams.settings import Settings
 
 

@@ -27,7 +27,7 @@ from aggregates.messages import (
 )
 from process_manager import DEFAULT_TIMEOUTS, State
 from process_manager.process import MAX_APPLIED_IDS
-from streams.check import (
+from streams.tools.check import (
     LiveRecord,
     double_effects,
     live_record,
@@ -36,7 +36,7 @@ from streams.check import (
     stock_violations,
     unapplied,
 )
-from streams.replay import INPUT_TOPICS, Input, TableRecord, fold_order
+from streams.tools.replay import INPUT_TOPICS, Input, TableRecord, fold_order
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 ORDER = "order-1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from process_manager import Process, handle
-from streams.replay import INPUT_TOPICS, Input
+from streams.tools.replay import INPUT_TOPICS, Input
 from tests.unit.process_manager.scenario import ORDER, T0, TIMEOUTS, envelope
 
 TOPIC_OF = {

@@ -6,8 +6,9 @@ from dataclasses import replace
 from datetime import timedelta
 
 from process_manager import DEFAULT_TIMEOUTS, State
-from streams.app import create_app
-from streams.replay import (
+from streams.kafka.app import create_app
+from streams.settings import Settings
+from streams.tools.replay import (
     Input,
     app_id_of,
     by_order,
@@ -17,7 +18,6 @@ from streams.replay import (
     render_bar,
     worker_timeouts,
 )
-from streams.settings import Settings
 from tests.unit.process_manager.scenario import HAPPY, TIMEOUTS, given
 from tests.unit.replay.log import logged
 

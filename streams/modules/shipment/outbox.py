@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka import Message as KafkaMessage
 
-from streams import liveness, metrics
 from streams.faults import RELAY_CRASH_AFTER_PUBLISH, crash_point
-from streams.logs import get_logger
+from streams.observability import liveness, metrics
+from streams.observability.logs import get_logger
 from streams.postgres.db import LazyConnection
 from streams.settings import Settings
 

@@ -4,5 +4,5 @@
 - ``store``: the SQL of one command's transaction, the stock commands.
 - ``handler``: consumes ``shipments.commands``, one DB transaction per command.
 - ``outbox``: the relay that publishes the outbox to Kafka.
-- ``cli``: ``python -m streams.shipment``.
+- ``cli``: ``python -m streams.modules.shipment``.
 """

@@ -50,17 +50,18 @@ from aggregates.messages import (
     deterministic_id,
     order_id_of,
 )
-from streams import liveness, metrics, routing
-from streams.codec import DeadLetter, DecodeError, decode, encode
-from streams.consuming import take
 from streams.faults import HANDLER_CRASH_BEFORE_OFFSET_COMMIT, crash_point
-from streams.logs import get_logger
+from streams.kafka import routing
+from streams.kafka.codec import DeadLetter, DecodeError, decode, encode
+from streams.kafka.consuming import take
+from streams.kafka.topics import ACCEPTED_TYPES
+from streams.modules.shipment import poison, store
+from streams.modules.shipment.cancellation import answer_cancel, package_refusal
+from streams.modules.shipment.reservation import OutOfStock, Reserved, reserve
+from streams.observability import liveness, metrics
+from streams.observability.logs import get_logger
 from streams.postgres.db import Connection, LazyConnection
 from streams.settings import Settings
-from streams.shipment import poison, store
-from streams.shipment.cancellation import answer_cancel, package_refusal
-from streams.shipment.reservation import OutOfStock, Reserved, reserve
-from streams.topics import ACCEPTED_TYPES
 
 log = get_logger(__name__)
 

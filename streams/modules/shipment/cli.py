@@ -1,10 +1,10 @@
 """Operate the shipment module.
 
-python -m streams.shipment migrate                 apply the database migrations
-python -m streams.shipment stock set SKU QTY       set the stock of a product
-python -m streams.shipment stock list [SKU ...]    show the stock
-python -m streams.shipment outbox                  show published and pending outbox rows
-python -m streams.shipment run [--only handler|relay]
+python -m streams.modules.shipment migrate                 apply the database migrations
+python -m streams.modules.shipment stock set SKU QTY       set the stock of a product
+python -m streams.modules.shipment stock list [SKU ...]    show the stock
+python -m streams.modules.shipment outbox                  show published and pending outbox rows
+python -m streams.modules.shipment run [--only handler|relay]
                                                    run the command handler and the outbox
                                                    relay until SIGINT or SIGTERM
 """
@@ -18,13 +18,13 @@ import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from streams.logs import configure_logging, get_logger
+from streams.modules.shipment import store
+from streams.modules.shipment.handler import ShipmentHandler
+from streams.modules.shipment.outbox import OutboxRelay
+from streams.observability.logs import configure_logging, get_logger
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings, get_settings
-from streams.shipment import store
-from streams.shipment.handler import ShipmentHandler
-from streams.shipment.outbox import OutboxRelay
 
 log = get_logger(__name__)
 
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m streams.shipment",
+        prog="python -m streams.modules.shipment",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,7 +1,7 @@
 """Kafka administration with confluent-kafka's AdminClient: readiness and contract topics.
 
-python -m streams.admin ping [--bootstrap HOST:PORT]   exit 0 once a metadata request succeeds
-python -m streams.admin topics                         create the contract topics (idempotent)
+python -m streams.kafka.admin ping [--bootstrap HOST:PORT]   exit 0 once a metadata request succeeds
+python -m streams.kafka.admin topics                         create the contract topics (idempotent)
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
+from streams.kafka.topics import contract_topics
 from streams.settings import Settings, get_settings
-from streams.topics import contract_topics
 
 
 def ping(config: dict[str, Any], timeout: float = 2.0) -> bool:
@@ -89,7 +89,7 @@ def _align_configs(admin: AdminClient, configs: dict[str, dict[str, str]]) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.admin")
+    parser = argparse.ArgumentParser(prog="python -m streams.kafka.admin")
     sub = parser.add_subparsers(dest="command", required=True)
     ping_cmd = sub.add_parser("ping")
     ping_cmd.add_argument("--bootstrap")

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 from process_manager import HistoryEntry, Process, State, is_terminal
 from process_manager.diagram import to_mermaid
-from streams.ui import diagram
-from streams.ui.assets import CANCEL_SCRIPT, STYLE
+from streams.process.ui import diagram
+from streams.process.ui.assets import CANCEL_SCRIPT, STYLE
 
 
 @dataclass(frozen=True)
@@ -223,8 +223,8 @@ def _quarantine_help(process: Process) -> str:
         '<p class="warn">This process is quarantined: a message broke it, and later ones wait '
         "behind it. Once the cause is fixed, resume it (the failing and the parked messages "
         "are taken in again, in order), or skip the failing message:</p>"
-        f'<pre class="mono">python -m streams.operator resume {order}\n'
-        f"python -m streams.operator skip {order} --message-id "
+        f'<pre class="mono">python -m streams.process.operator resume {order}\n'
+        f"python -m streams.process.operator skip {order} --message-id "
         f"{_h(process.quarantine.message.message_id)}</pre>"
     )
 

@@ -1,6 +1,6 @@
 """The demo: drive many carts through running workers and report what happened.
 
-    python -m streams.demo [--orders 1000] [--rate 200] [--timeout 300]
+    python -m streams.tools.demo [--orders 1000] [--rate 200] [--timeout 300]
 
 It seeds a catalogue, opens, fills and finalizes carts with a documented mix of outcomes,
 watches the process table's changelog until every process is terminal, and prints outcomes,
@@ -28,11 +28,11 @@ from aggregates.messages import (
     PaymentMethod,
 )
 from process_manager import TERMINAL_STATES
-from streams.codec import encode, external, key_of
+from streams.kafka.codec import encode, external, key_of
+from streams.modules.shipment.store import set_stock
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings, get_settings
-from streams.shipment.store import set_stock
 
 CATALOGUE = [f"sku-{n:03d}" for n in range(1, 21)]
 SCARCE = "sku-scarce"  # never in stock: orders for it run out of stock after payment
@@ -261,7 +261,7 @@ def summary(tracker: Tracker) -> tuple[str, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.demo")
+    parser = argparse.ArgumentParser(prog="python -m streams.tools.demo")
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200.0, help="carts per second")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait at the end")

@@ -46,9 +46,9 @@ from pydantic import BaseModel, ConfigDict
 
 from process_manager import State
 from process_manager.table import TRANSITIONS
-from streams.logs import get_logger
+from streams.kafka.topics import COMMAND_TOPICS, EVENT_TOPICS
+from streams.observability.logs import get_logger
 from streams.settings import Settings
-from streams.topics import COMMAND_TOPICS, EVENT_TOPICS
 
 log = get_logger(__name__)
 

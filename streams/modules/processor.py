@@ -42,15 +42,16 @@ from confluent_kafka import (
 
 from aggregates.decider import Rejected
 from aggregates.messages import CommandRejected, Envelope, Message, deterministic_id, order_id_of
-from streams import liveness, metrics, routing
-from streams.aggregate_modules import AggregateModule
-from streams.aggregate_store import AggregateStore, Record
-from streams.codec import DeadLetter, DecodeError, decode, encode, partition_of
-from streams.consuming import take
 from streams.faults import PROCESSOR_HANG_BEFORE_OFFSETS, hang_point
-from streams.logs import get_logger
+from streams.kafka import routing
+from streams.kafka.codec import DeadLetter, DecodeError, decode, encode, partition_of
+from streams.kafka.consuming import take
+from streams.kafka.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
+from streams.modules.definitions import AggregateModule
+from streams.modules.store import AggregateStore, Record
+from streams.observability import liveness, metrics
+from streams.observability.logs import get_logger
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
 
 log = get_logger(__name__)
 
@@ -179,7 +180,8 @@ class AggregateProcessor:
             producer.send_offsets_to_transaction(
                 [TopicPartition(self.commands_topic, p, o) for p, o in offsets.items()],
                 consumer.consumer_group_metadata(),
-                30,  # the default waits for ever; yet it can still hang (streams/liveness.py)
+                # the default waits for ever; yet it can still hang (observability/liveness.py)
+                30,
             )
             liveness.beat()
         producer.commit_transaction(30)

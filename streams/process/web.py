@@ -38,9 +38,9 @@ from yarl import URL
 
 from aggregates.messages import CancelProcess, Envelope, Message, ResumeProcess, SkipMessage
 from process_manager import Process, State, is_quarantined, is_terminal
-from streams.codec import encode
+from streams.kafka.codec import encode
+from streams.process.ui import pages
 from streams.settings import Settings
-from streams.ui import pages
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000

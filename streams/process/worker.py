@@ -1,6 +1,6 @@
 """The Faust worker: the order process manager, its timeout timer, and the module services.
 
-    faust -A streams.worker worker -l info
+    faust -A streams.process.worker worker -l info
 
 One agent consumes the four events topics and `processes.commands` (co-partitioned by order
 id), keeps one record per order in the `processes` table (RocksDB), and sends the commands the
@@ -27,20 +27,22 @@ from process_manager import (
     step,
     trigger_of,
 )
-from streams import faults, metrics, routing
-from streams.app import create_app
-from streams.codec import DeadLetter, DecodeError, decode, encode
-from streams.deadlines import DeadlineIndex
-from streams.logs import configure_logging, get_logger
-from streams.replay import worker_timeouts
-from streams.runner import Component, module_components, start
+from streams import faults
+from streams.kafka import routing
+from streams.kafka.app import create_app
+from streams.kafka.codec import DeadLetter, DecodeError, decode, encode
+from streams.kafka.topics import ACCEPTED_TYPES, COMMAND_TOPIC, DEAD_LETTERS, EVENT_TOPICS
+from streams.modules.runner import Component, module_components, start
+from streams.observability import metrics
+from streams.observability.logs import configure_logging, get_logger
+from streams.process.deadlines import DeadlineIndex
+from streams.process.web import register_views
 from streams.settings import get_settings
-from streams.topics import ACCEPTED_TYPES, COMMAND_TOPIC, DEAD_LETTERS, EVENT_TOPICS
-from streams.web import register_views
+from streams.tools.replay import worker_timeouts
 
 settings = get_settings()
 configure_logging(settings.log_format, settings.log_level)
-log = get_logger("streams.worker")
+log = get_logger("streams.process.worker")
 
 app = create_app(settings)
 

@@ -1,12 +1,12 @@
 """Replay: fold the process manager's inputs offline, and rebuild its table into a new version.
 
-    python -m streams.replay [--to-version N] [--read-model | --read-model-only]
+    python -m streams.tools.replay [--to-version N] [--read-model | --read-model-only]
 
 The process manager's table is a fold of its inputs (the four events topics and
 ``processes.commands``) through the pure ``process_manager.step``. This module reads those
 topics from the beginning (read_committed, every partition to its end), merges the topics of
 each partition number by record timestamp, and folds every order through ``step`` with the
-timeouts the workers use. ``streams.verify`` compares that fold with the live table.
+timeouts the workers use. ``streams.tools.verify`` compares that fold with the live table.
 
 Rebuilding, with no side effect:
 
@@ -49,13 +49,13 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from aggregates.messages import Envelope
 from process_manager import DEFAULT_TIMEOUTS, Process, State, Timeouts, as_logged, step
-from streams import read_model
-from streams.codec import DecodeError, decode
+from streams.kafka.codec import DecodeError, decode
+from streams.kafka.producing import produce_waiting
+from streams.kafka.topics import ACCEPTED_TYPES, EVENT_TOPICS
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
-from streams.producing import produce_waiting
+from streams.read_model import projector as read_model
 from streams.settings import Settings, get_settings
-from streams.topics import ACCEPTED_TYPES, EVENT_TOPICS
 
 INPUT_TOPICS: Final = (*EVENT_TOPICS, "processes.commands")
 """The process manager's inputs, in the order that breaks timestamp ties."""
@@ -597,9 +597,10 @@ def switch_over(settings: Settings, report: ReplayReport) -> str:
         f"The process table of version {report.version} is ready:",
         f"  changelog {report.changelog}, consumer group {report.app_id}",
         "To switch over:",
-        f"  1. stop every worker of version {settings.app_version} (faust -A streams.worker ...)",
+        f"  1. stop every worker of version {settings.app_version}"
+        " (faust -A streams.process.worker ...)",
         f"  2. start them again with APP_VERSION={report.version}, e.g.",
-        f"       APP_VERSION={report.version} faust -A streams.worker worker -l info",
+        f"       APP_VERSION={report.version} faust -A streams.process.worker worker -l info",
         f"     they restore the table from {report.changelog} and consume from where the",
         "     replay stopped; the timers then resume the deadlines of unfinished processes.",
         f"  3. keep APP_VERSION={report.version} in the workers' configuration from now on.",
@@ -629,7 +630,7 @@ def _summary(report: ReplayReport) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.replay", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m streams.tools.replay", description=__doc__)
     parser.add_argument("--to-version", type=int, help="the new app version (default: current+1)")
     parser.add_argument("--read-model", action="store_true", help="also rebuild the read model")
     parser.add_argument(

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from streams.logs import get_logger
+from streams.observability.logs import get_logger
 
 log = get_logger(__name__)
 

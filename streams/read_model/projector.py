@@ -38,14 +38,14 @@ from aggregates.messages import (
     PaymentSettled,
     order_id_of,
 )
-from streams import liveness
-from streams.codec import DecodeError, decode, partition_of
-from streams.consuming import take
-from streams.logs import get_logger
+from streams.kafka.codec import DecodeError, decode, partition_of
+from streams.kafka.consuming import take
+from streams.kafka.topics import ACCEPTED_TYPES, EVENT_TOPICS
+from streams.observability import liveness
+from streams.observability.logs import get_logger
 from streams.postgres.db import Connection, connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings
-from streams.topics import ACCEPTED_TYPES, EVENT_TOPICS
 
 log = get_logger(__name__)
 

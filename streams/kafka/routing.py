@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aiokafka.partitioner import murmur2
 
-from streams.logs import get_logger
+from streams.observability.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aggregates import cart, order, payment
 from aggregates.messages import Envelope, Message, SettlePayment
-from streams.topics import ACCEPTED_TYPES
+from streams.kafka.topics import ACCEPTED_TYPES
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Runs the module services (the command handlers and the shipment outbox relay) in threads.
 
-    python -m streams.runner [--only carts,orders,payments,shipments,outbox,read_model]
+    python -m streams.modules.runner [--only carts,orders,payments,shipments,outbox,read_model]
                              [--metrics-port PORT]
 
-The same components run inside every Faust worker (see streams/worker.py); this entry point
+The same components run inside every Faust worker (see streams/process/worker.py); this entry point
 runs them on their own, for tests and for operators who scale modules separately.
 """
 
@@ -18,15 +18,15 @@ from typing import Protocol
 
 import prometheus_client
 
-from streams import liveness, metrics
-from streams.aggregate_modules import modules
-from streams.aggregate_processor import AggregateProcessor
-from streams.logs import configure_logging, get_logger
+from streams.modules.definitions import modules
+from streams.modules.processor import AggregateProcessor
+from streams.modules.shipment.handler import ShipmentHandler
+from streams.modules.shipment.outbox import OutboxRelay
+from streams.observability import liveness, metrics
+from streams.observability.logs import configure_logging, get_logger
 from streams.postgres.migrate import migrate
-from streams.read_model import OrdersProjector
+from streams.read_model.projector import OrdersProjector
 from streams.settings import Settings, get_settings
-from streams.shipment.handler import ShipmentHandler
-from streams.shipment.outbox import OutboxRelay
 
 log = get_logger(__name__)
 
@@ -86,7 +86,7 @@ def _guarded(name: str, component: Component, stop: threading.Event) -> Callable
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m streams.runner")
+    parser = argparse.ArgumentParser(prog="python -m streams.modules.runner")
     parser.add_argument("--only", help="comma-separated module names")
     parser.add_argument("--metrics-port", type=int, help="serve GET /metrics on this port")
     args = parser.parse_args(argv)

@@ -183,7 +183,7 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
         "canonical_url": settings.canonical_url(),
         "web_enabled": True,
         # Faust's own /table/ and /router/ views dump raw records (client ids, amounts) to
-        # anyone who can reach the port; the process views (streams/web.py) replace them.
+        # anyone who can reach the port; the process views (streams/process/web.py) replace them.
         "web_tables_enabled": False,
         "web_router_enabled": False,
         "producer_acks": -1,

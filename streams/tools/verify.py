@@ -1,10 +1,10 @@
 """Verify the live process table against a fold of the process manager's inputs.
 
-    python -m streams.verify [--limit-orders N] [--json] [--app-version N]
+    python -m streams.tools.verify [--limit-orders N] [--json] [--app-version N]
 
 It reads the four events topics and ``processes.commands`` from the beginning
 (read_committed, to each partition's end), folds every order through the pure
-``process_manager.step`` with the workers' timeouts (see ``streams.replay``), reads the live
+``process_manager.step`` with the workers' timeouts (see ``streams.tools.replay``), reads the live
 table from its changelog topic (last record per key), and compares, per order, what does not
 depend on how a worker interleaved the topics: the ``state``, the set of applied message ids,
 the ``cancellation_reason`` and the ``payment_id``.
@@ -34,7 +34,8 @@ from pydantic import ValidationError
 
 from process_manager import REACTS_TO, Process, Timeouts
 from process_manager.process import MAX_APPLIED_IDS
-from streams.replay import (
+from streams.settings import Settings, get_settings
+from streams.tools.replay import (
     INPUT_TOPICS,
     Folded,
     Input,
@@ -50,7 +51,6 @@ from streams.replay import (
     truncated_topics,
     worker_timeouts,
 )
-from streams.settings import Settings, get_settings
 
 COMPARED = ("state", "applied", "cancellation_reason", "payment_id")
 SHOWN_IDS = 5
@@ -288,7 +288,7 @@ def verify(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.verify", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m streams.tools.verify", description=__doc__)
     parser.add_argument("--limit-orders", type=int, help="check only the first N orders")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(

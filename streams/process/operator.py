@@ -1,9 +1,9 @@
 """An operator's actions on one process, over the workers' web API (the token guards both).
 
-    python -m streams.operator cancel ORDER [--reason TEXT]    CancelProcess
-    python -m streams.operator resume ORDER [--message-id ID]  retry a quarantined process
-    python -m streams.operator skip ORDER [--message-id ID]    skip its failing message
-    python -m streams.operator quarantined                     list the quarantined processes
+    python -m streams.process.operator cancel ORDER [--reason TEXT]    CancelProcess
+    python -m streams.process.operator resume ORDER [--message-id ID]  retry a quarantined process
+    python -m streams.process.operator skip ORDER [--message-id ID]    skip its failing message
+    python -m streams.process.operator quarantined                     list quarantined processes
 
 Each takes ``--by NAME`` (who asks, recorded on the command) and ``--url`` (any worker;
 ``http://127.0.0.1:WEB_PORT`` by default). The token is ``OPERATOR_TOKEN``. Exit codes: 0
@@ -66,7 +66,7 @@ def _call(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m streams.operator",
+        prog="python -m streams.process.operator",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping
 from psycopg.types.json import Jsonb
 
 from aggregates.messages import Envelope, ProductItem
-from streams.codec import encode, key_of
+from streams.kafka.codec import encode, key_of
+from streams.modules.shipment.cancellation import Cancelled, Known, Shipped
 from streams.postgres.db import Connection
-from streams.shipment.cancellation import Cancelled, Known, Shipped
 
 
 class UnknownSku(LookupError):

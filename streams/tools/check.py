@@ -1,6 +1,6 @@
 """An independent check of what a run did, from the topics and PostgreSQL only.
 
-    python -m streams.check [--seeded SKU=QTY ...] [--orders PREFIX] [--json-out PATH]
+    python -m streams.tools.check [--seeded SKU=QTY ...] [--orders PREFIX] [--json-out PATH]
 
 It never asks the workers: it reads the events topics and `processes.commands` (committed
 records), the inventory and packages tables, and asserts:
@@ -47,9 +47,10 @@ from typing import Final
 from aggregates.messages import Envelope, PackageWasSent
 from process_manager import Timeouts, is_terminal
 from process_manager.process import MAX_APPLIED_IDS
-from streams import verify
 from streams.postgres.db import connect
-from streams.replay import (
+from streams.settings import Settings, get_settings
+from streams.tools import verify
+from streams.tools.replay import (
     INPUT_TOPICS,
     Input,
     TableRecord,
@@ -59,7 +60,6 @@ from streams.replay import (
     scan,
     worker_timeouts,
 )
-from streams.settings import Settings, get_settings
 
 # Type names as strings: the shipment cancellation protocol adds them; the checker must run
 # before and after it lands.
@@ -297,7 +297,7 @@ def run(settings: Settings, seeded: Mapping[str, int], prefix: str = "") -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.check")
+    parser = argparse.ArgumentParser(prog="python -m streams.tools.check")
     parser.add_argument("--seeded", nargs="*", default=[], help="SKU=QTY as seeded before the run")
     parser.add_argument("--orders", default="", help="check only order ids with this prefix")
     parser.add_argument("--json-out", type=Path, help="also write the findings here as JSON")
