@@ -54,7 +54,7 @@ from streams.kafka.producing import produce_waiting
 from streams.kafka.topics import ACCEPTED_TYPES, EVENT_TOPICS
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
-from streams.read_model import projector as read_model
+from streams.read_model import store as read_model
 from streams.settings import Settings, get_settings
 
 INPUT_TOPICS: Final = (*EVENT_TOPICS, "processes.commands")
@@ -587,8 +587,7 @@ def _project(settings: Settings, part: PartitionScan, inputs: list[Input]) -> No
 
 def _count_rows(settings: Settings) -> int:
     with connect(settings.database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM orders_view").fetchone()
-    return int(row[0]) if row else 0
+        return read_model.count_rows(conn)
 
 
 def switch_over(settings: Settings, report: ReplayReport) -> str:

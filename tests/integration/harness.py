@@ -180,7 +180,7 @@ def faust_worker(app: str, env: dict[str, str], data_dir: Path, web_port: int) -
 
 
 def module_runner(env: dict[str, str], data_dir: Path, only: str, name: str = "modules") -> Service:
-    """`python -m streams.modules.runner --only ...`: ready once every module loaded its partitions."""
+    """`python -m streams.modules.runner --only ...`: ready once each module has its partitions."""
     argv = ["-m", "streams.modules.runner", "--only", only]
     return Service(argv, env, data_dir, name, b"modules running")
 

@@ -18,7 +18,8 @@ import pytest
 
 from streams.kafka.topics import EVENT_TOPICS
 from streams.postgres.db import connect
-from streams.read_model.projector import OrderView, fetch
+from streams.read_model.projection import OrderView
+from streams.read_model.store import fetch
 from streams.settings import Settings
 from tests.integration.flows import cancel_process, get_process, place_order, stock, wait_terminal
 from tests.integration.harness import (
