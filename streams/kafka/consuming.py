@@ -1,8 +1,10 @@
-"""Taking batches from a confluent-kafka consumer without adding latency."""
+"""Taking batches from a confluent-kafka consumer: without adding latency, or to the end."""
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, Message
+from collections.abc import Iterator, Sequence
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 
 def take(consumer: Consumer, max_records: int, timeout: float) -> list[Message]:
@@ -17,3 +19,34 @@ def take(consumer: Consumer, max_records: int, timeout: float) -> list[Message]:
     if first is None:
         return []
     return [first, *consumer.consume(max_records - 1, timeout=0)]
+
+
+def read_to_end(
+    consumer: Consumer,
+    partitions: Sequence[TopicPartition],
+    ends: dict[tuple[str, int], int],
+    *,
+    batch: int = 1000,
+    timeout: float = 0.05,
+) -> Iterator[list[Message]]:
+    """Assign ``partitions`` and yield their records in batches until each reported its end.
+
+    The consumer must set ``enable.partition.eof``. ``ends`` receives the next offset of each
+    partition when its end was reported (control records included: where a fold stopped);
+    records that arrive on a partition after that are not yielded. Errors other than the end
+    of a partition raise ``KafkaException``. The caller unassigns or closes the consumer.
+    """
+    wanted = {(tp.topic, tp.partition) for tp in partitions}
+    consumer.assign(list(partitions))
+    while not wanted <= ends.keys():
+        records = []
+        for record in consumer.consume(batch, timeout=timeout):
+            where = (record.topic() or "", record.partition() or 0)
+            error = record.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
+                ends.setdefault(where, record.offset() or 0)
+            elif where not in ends:
+                records.append(record)
+        yield records

@@ -38,7 +38,6 @@ from streams.observability.logs import configure_logging, get_logger
 from streams.process.deadlines import DeadlineIndex
 from streams.process.web import register_views
 from streams.settings import get_settings
-from streams.tools.replay import worker_timeouts
 
 settings = get_settings()
 configure_logging(settings.log_format, settings.log_level)
@@ -60,7 +59,7 @@ forwards = {topic: app.topic(topic, key_type=bytes, value_type=bytes) for topic 
 processes = app.Table(
     "processes", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
 )
-TIMEOUTS = worker_timeouts(settings)  # the same ones verify and replay fold with
+TIMEOUTS = settings.timeouts()  # the same ones verify and replay fold with
 DECIDE = faults.faulty_handle()  # process_manager.handle, unless a test injects a fault
 deadlines = DeadlineIndex()
 

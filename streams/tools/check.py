@@ -47,18 +47,17 @@ from typing import Final
 from aggregates.messages import Envelope, PackageWasSent
 from process_manager import Timeouts, is_terminal
 from process_manager.process import MAX_APPLIED_IDS
+from streams.kafka.topics import PROCESS_INPUTS
 from streams.postgres.db import connect
 from streams.settings import Settings, get_settings
 from streams.tools import verify
-from streams.tools.replay import (
-    INPUT_TOPICS,
+from streams.tools.history import (
     Input,
     TableRecord,
     by_order,
     fold_order,
     read_table,
     scan,
-    worker_timeouts,
 )
 
 # Type names as strings: the shipment cancellation protocol adds them; the checker must run
@@ -177,7 +176,7 @@ def unapplied(order_id: str, inputs: Sequence[Input], applied: Sequence[str] | N
             seen.add(message_id)
             found.append(
                 f"{order_id}: {item.envelope.type} {message_id} "
-                f"({INPUT_TOPICS[item.topic_index]} offset {item.offset}) was neither applied "
+                f"({PROCESS_INPUTS[item.topic_index]} offset {item.offset}) was neither applied "
                 "nor recorded as ignored by its live process"
             )
     return found
@@ -263,7 +262,7 @@ def shipped_quantities(envelopes: Iterable[Envelope]) -> Counter[str]:
 
 
 def run(settings: Settings, seeded: Mapping[str, int], prefix: str = "") -> list[str]:
-    timeouts = worker_timeouts(settings)
+    timeouts = settings.timeouts()
     live = read_table(settings, settings.process_changelog_topic())
     violations: list[str] = []
     envelopes: list[Envelope] = []

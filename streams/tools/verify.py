@@ -4,7 +4,7 @@
 
 It reads the four events topics and ``processes.commands`` from the beginning
 (read_committed, to each partition's end), folds every order through the pure
-``process_manager.step`` with the workers' timeouts (see ``streams.tools.replay``), reads the live
+``process_manager.step`` with the workers' timeouts (``streams.tools.history``), reads the live
 table from its changelog topic (last record per key), and compares, per order, what does not
 depend on how a worker interleaved the topics: the ``state``, the set of applied message ids,
 the ``cancellation_reason`` and the ``payment_id``.
@@ -34,23 +34,21 @@ from pydantic import ValidationError
 
 from process_manager import REACTS_TO, Process, Timeouts
 from process_manager.process import MAX_APPLIED_IDS
+from streams.kafka.topics import PROCESS_INPUTS
 from streams.settings import Settings, get_settings
-from streams.tools.replay import (
-    INPUT_TOPICS,
+from streams.tools.history import (
     Folded,
     Input,
-    Progress,
     TableRecord,
     by_order,
-    changelog_topic,
     count_records,
     fold_order,
     partition_count,
     read_table,
     scan,
     truncated_topics,
-    worker_timeouts,
 )
+from streams.tools.progress import Progress
 
 COMPARED = ("state", "applied", "cancellation_reason", "payment_id")
 SHOWN_IDS = 5
@@ -249,19 +247,19 @@ def verify(
     stream: TextIO | None = None,
 ) -> Report:
     """Fold the inputs and compare them with the live table of ``version`` (default: current)."""
-    topic = changelog_topic(settings, settings.app_version if version is None else version)
+    topic = settings.process_changelog_topic(version)
     report = Report(topic, limited=limit_orders is not None)
     live = read_table(settings, topic)
     live_keys = {k for k, record in live.items() if record.value is not None}
     report.orders_live = len(live_keys)
-    timeouts = worker_timeouts(settings)
-    names = [settings.topic(t) for t in INPUT_TOPICS]
+    timeouts = settings.timeouts()
+    names = [settings.topic(t) for t in PROCESS_INPUTS]
     partitions = partition_count(settings, names)
     total = count_records(settings, names, partitions)
     report.truncated = truncated_topics(settings, names, partitions)
     progress = Progress("verify", total, stream or sys.stderr)
     chosen: set[str] = set()
-    for part in scan(settings, INPUT_TOPICS, progress=progress):
+    for part in scan(settings, PROCESS_INPUTS, progress=progress):
         report.undecodable += part.undecodable
         inputs = list(part.merged())
         report.events += len(inputs)

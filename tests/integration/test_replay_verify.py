@@ -25,7 +25,7 @@ import pytest
 from process_manager import Process, State
 from streams.kafka.topics import COMMAND_TOPICS
 from streams.settings import Settings
-from streams.tools.replay import changelog_topic, read_table, scan
+from streams.tools.history import read_table, scan
 from tests.integration.flows import get_process, place_order, stock, wait_terminal
 from tests.integration.harness import (
     REPO,
@@ -114,7 +114,7 @@ def test_verify_finds_no_difference_after_real_flows(system: System) -> None:
 
 def test_verify_names_an_order_whose_live_state_was_tampered_with(system: System) -> None:
     # Given a bogus record for one order in the live table's changelog
-    topic = changelog_topic(system.settings, 1)
+    topic = system.settings.process_changelog_topic(1)
     order_id = next(o for o, (state, _) in system.outcomes.items() if state == "Cancelled")
     original = read_table(system.settings, topic)[order_id]
     assert original.value is not None
