@@ -9,7 +9,7 @@ from typing import Any
 
 from aggregates import cart, order, payment
 from aggregates.messages import Envelope, Message, SettlePayment
-from streams.kafka.topics import ACCEPTED_TYPES
+from streams.kafka.topics import ACCEPTED_TYPES, commands_of, events_of
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,11 @@ class AggregateModule:
 
     @property
     def commands_topic(self) -> str:
-        return f"{self.name}.commands"
+        return commands_of(self.name)
 
     @property
     def events_topic(self) -> str:
-        return f"{self.name}.events"
+        return events_of(self.name)
 
 
 def _settlement_due_at(state: Any) -> datetime | None:
@@ -55,24 +55,24 @@ def modules(settlement_delay: timedelta) -> list[AggregateModule]:
     return [
         AggregateModule(
             name="carts",
-            command_types=ACCEPTED_TYPES["carts.commands"],
-            event_types=ACCEPTED_TYPES["carts.events"],
+            command_types=ACCEPTED_TYPES[commands_of("carts")],
+            event_types=ACCEPTED_TYPES[events_of("carts")],
             initial_state=cart.initial_state,
             decide=lambda command, state: list(cart.decide(command.data, state)),  # type: ignore[arg-type]
             evolve=cart.evolve,
         ),
         AggregateModule(
             name="orders",
-            command_types=ACCEPTED_TYPES["orders.commands"],
-            event_types=ACCEPTED_TYPES["orders.events"],
+            command_types=ACCEPTED_TYPES[commands_of("orders")],
+            event_types=ACCEPTED_TYPES[events_of("orders")],
             initial_state=order.initial_state,
             decide=lambda command, state: list(order.decide(command.data, state)),  # type: ignore[arg-type]
             evolve=order.evolve,
         ),
         AggregateModule(
             name="payments",
-            command_types=ACCEPTED_TYPES["payments.commands"],
-            event_types=ACCEPTED_TYPES["payments.events"],
+            command_types=ACCEPTED_TYPES[commands_of("payments")],
+            event_types=ACCEPTED_TYPES[events_of("payments")],
             initial_state=payment.initial_state,
             decide=decide_payment,
             evolve=payment.evolve,

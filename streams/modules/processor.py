@@ -43,7 +43,7 @@ from confluent_kafka import (
 from aggregates.decider import Rejected
 from aggregates.messages import CommandRejected, Envelope, Message, deterministic_id, order_id_of
 from streams.faults import PROCESSOR_HANG_BEFORE_OFFSETS, hang_point
-from streams.kafka import routing
+from streams.kafka import groups, routing
 from streams.kafka.codec import DeadLetter, DecodeError, decode, encode, partition_of
 from streams.kafka.consuming import take
 from streams.kafka.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
@@ -80,7 +80,7 @@ class AggregateProcessor:
         self.module = module
         self.settings = settings
         self.batch_size = batch_size
-        self.group = f"{settings.app_id}-{module.name}"
+        self.group = groups.module(settings, module.name)
         self.commands_topic = settings.topic(module.commands_topic)
         self.events_topic = settings.topic(module.events_topic)
         self.dead_letters = settings.topic(DEAD_LETTERS)
@@ -250,7 +250,7 @@ class AggregateProcessor:
         reader = Consumer(
             self.settings.confluent_config(
                 **{
-                    "group.id": f"{self.group}-rebuild",
+                    "group.id": groups.rebuild(self.settings, self.module.name),
                     "isolation.level": "read_committed",
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,

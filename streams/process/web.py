@@ -39,6 +39,7 @@ from yarl import URL
 from aggregates.messages import CancelProcess, Envelope, Message, ResumeProcess, SkipMessage
 from process_manager import Process, State, is_quarantined, is_terminal
 from streams.kafka.codec import encode
+from streams.kafka.topics import PROCESS_COMMANDS
 from streams.process.ui import pages
 from streams.settings import Settings
 
@@ -346,7 +347,7 @@ def _same_worker(a: URL | str, b: URL | str) -> bool:
 def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
     """Add the process routes to ``app``; ``processes`` is the process table."""
     view = ProcessTable(app, processes)
-    commands = app.topic(settings.topic("processes.commands"), key_type=bytes, value_type=bytes)
+    commands = app.topic(settings.topic(PROCESS_COMMANDS), key_type=bytes, value_type=bytes)
 
     # JSON (stats and cancel before the detail route, which would match them too)
 

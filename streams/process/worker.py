@@ -31,13 +31,19 @@ from streams import faults
 from streams.kafka import routing
 from streams.kafka.app import create_app
 from streams.kafka.codec import DeadLetter, DecodeError, decode, encode
-from streams.kafka.topics import ACCEPTED_TYPES, COMMAND_TOPIC, DEAD_LETTERS, EVENT_TOPICS
+from streams.kafka.topics import (
+    ACCEPTED_TYPES,
+    COMMAND_TOPIC,
+    DEAD_LETTERS,
+    PROCESS_COMMANDS,
+    PROCESS_INPUTS,
+)
 from streams.modules.runner import Component, module_components, start
 from streams.observability import metrics
 from streams.observability.logs import configure_logging, get_logger
 from streams.process.deadlines import DeadlineIndex
 from streams.process.web import register_views
-from streams.settings import get_settings
+from streams.settings import PROCESS_TABLE, get_settings
 
 settings = get_settings()
 configure_logging(settings.log_format, settings.log_level)
@@ -45,9 +51,7 @@ log = get_logger("streams.process.worker")
 
 app = create_app(settings)
 
-INPUTS = {
-    settings.topic(name): ACCEPTED_TYPES[name] for name in (*EVENT_TOPICS, "processes.commands")
-}
+INPUTS = {settings.topic(name): ACCEPTED_TYPES[name] for name in PROCESS_INPUTS}
 inputs = app.topic(*INPUTS, key_type=bytes, value_type=bytes)
 outputs = {
     name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes)
@@ -57,7 +61,7 @@ outputs = {
 forwards = {topic: app.topic(topic, key_type=bytes, value_type=bytes) for topic in INPUTS}
 # bytes keys and values: the changelog uses the raw serializer, like the input topics (#514).
 processes = app.Table(
-    "processes", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
+    PROCESS_TABLE, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
 )
 TIMEOUTS = settings.timeouts()  # the same ones verify and replay fold with
 DECIDE = faults.faulty_handle()  # process_manager.handle, unless a test injects a fault
@@ -202,7 +206,7 @@ async def check_deadlines() -> None:
             correlation_id=process.order_id,
             causation_id=None,
         )
-        await outputs["processes.commands"].send(key=key, value=encode(timed_out))
+        await outputs[PROCESS_COMMANDS].send(key=key, value=encode(timed_out))
         metrics.timeout_fired()
         log.info(
             "deadline passed",

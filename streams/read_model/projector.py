@@ -13,9 +13,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka import Message as KafkaRecord
 
 from aggregates.messages import Envelope
+from streams.kafka import groups
 from streams.kafka.codec import DecodeError, decode, partition_of
 from streams.kafka.consuming import take
-from streams.kafka.topics import ACCEPTED_TYPES, EVENT_TOPICS
+from streams.kafka.topics import ACCEPTED_TYPES, READ_MODEL_INPUTS
 from streams.observability import liveness
 from streams.observability.logs import get_logger
 from streams.postgres.db import Connection, connect
@@ -38,8 +39,8 @@ class OrdersProjector:
     def __init__(self, settings: Settings, batch_size: int = 500) -> None:
         self.settings = settings
         self.batch_size = batch_size
-        self.group = f"{settings.app_id}-read-model"
-        self.topics = {settings.topic(name): name for name in EVENT_TOPICS}
+        self.group = groups.read_model(settings)
+        self.topics = {settings.topic(name): name for name in READ_MODEL_INPUTS}
         self.ready = threading.Event()
         self._conn: Connection | None = None
 

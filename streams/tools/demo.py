@@ -29,6 +29,7 @@ from aggregates.messages import (
 )
 from process_manager import TERMINAL_STATES
 from streams.kafka.codec import encode, external, key_of
+from streams.kafka.topics import commands_of
 from streams.modules.shipment.store import set_stock
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
@@ -184,7 +185,7 @@ def run(settings: Settings, count: int, rate: float, timeout: float) -> Tracker:
     seed_stock(settings)
     reader = changelog_reader(settings)
     producer = Producer(settings.producer_config(**{"linger.ms": 5, "enable.idempotence": True}))
-    topic = settings.topic("carts.commands")
+    topic = settings.topic(commands_of("carts"))
     print(f"Driving {count} carts (run {run_id}) at up to {rate:.0f} carts/s", file=sys.stderr)
     started = time.monotonic()
     for index, (order_id, kind) in enumerate(orders.items()):

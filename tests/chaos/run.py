@@ -49,8 +49,9 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from streams.kafka import groups
 from streams.modules.shipment.store import set_stock
-from streams.observability.metrics import ConsumerLag, consumer_groups
+from streams.observability.lag import ConsumerLag
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings, get_settings
@@ -141,7 +142,7 @@ def drain(settings: Settings, journal: Journal, limit_s: float) -> dict[str, int
     still take in late messages after the last process ended, e.g. a payment settling);
     return what is left after ``limit_s`` per ``"<group> <topic>"`` (``None``: never
     measured). verify compares a quiet system only."""
-    lag = ConsumerLag(settings, consumer_groups(settings))
+    lag = ConsumerLag(settings, groups.members(settings))
     deadline = time.monotonic() + limit_s
     behind: dict[str, int] | None = None
     shown = 0.0

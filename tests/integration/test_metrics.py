@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.observability.metrics import consumer_groups
+from streams.kafka.groups import members
 from streams.settings import Settings
 from tests.integration.flows import place_order, stock, wait_terminal
 from tests.integration.harness import (
@@ -93,7 +93,7 @@ def test_metrics_count_transitions_outcomes_dead_letters_and_lag(
     assert sorted(states) == ["Cancelled", "Cancelled", "Completed", "Completed"]
 
     # Then the gauges show the ended processes, and no group lags behind
-    groups = consumer_groups(system)
+    groups = members(system)
     samples = eventually(
         METRICS_PORT,
         lambda s: (

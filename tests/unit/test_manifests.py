@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from streams.kafka.topics import contract_topics
-from streams.observability import metrics
+from streams.observability import lag, metrics
 from streams.settings import Settings
 from tests.unit.custom_resources import SCHEMAS
 
@@ -645,7 +645,7 @@ def exported_metrics() -> dict[str, set[str]]:
             found[f"{value._name}_total"] = set(value._labelnames)
     gauges = [
         *metrics.ProcessStates(app=None, table=None).collect(),
-        *metrics.ConsumerLag(Settings(), {}).collect(),
+        *lag.ConsumerLag(Settings(), {}).collect(),
     ]
     for family in gauges:
         found[family.name] = set(family._labelnames)  # type: ignore[attr-defined]

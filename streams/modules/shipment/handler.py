@@ -51,10 +51,10 @@ from aggregates.messages import (
     order_id_of,
 )
 from streams.faults import HANDLER_CRASH_BEFORE_OFFSET_COMMIT, crash_point
-from streams.kafka import routing
+from streams.kafka import groups, routing
 from streams.kafka.codec import DeadLetter, DecodeError, decode, encode
 from streams.kafka.consuming import take
-from streams.kafka.topics import ACCEPTED_TYPES
+from streams.kafka.topics import ACCEPTED_TYPES, DEAD_LETTERS, commands_of, events_of
 from streams.modules.shipment import poison, store
 from streams.modules.shipment.cancellation import answer_cancel, package_refusal
 from streams.modules.shipment.reservation import OutOfStock, Reserved, reserve
@@ -65,7 +65,8 @@ from streams.settings import Settings
 
 log = get_logger(__name__)
 
-ACCEPTED = ACCEPTED_TYPES["shipments.commands"]
+MODULE = "shipments"
+ACCEPTED = ACCEPTED_TYPES[commands_of(MODULE)]
 
 Result = Literal[
     "sent",
@@ -148,9 +149,9 @@ class ShipmentHandler:
         self.poll_timeout = poll_timeout
         self.retry_backoff = retry_backoff
         self.poison_attempts = poison_attempts
-        self.commands_topic = settings.topic("shipments.commands")
-        self.events_topic = settings.topic("shipments.events")
-        self.dead_letters_topic = settings.topic("dead-letters")
+        self.commands_topic = settings.topic(commands_of(MODULE))
+        self.events_topic = settings.topic(events_of(MODULE))
+        self.dead_letters_topic = settings.topic(DEAD_LETTERS)
         self._db = LazyConnection(settings.database_url)
         self._producer: Producer | None = None
         self._delivery_errors: list[KafkaError] = []
@@ -166,7 +167,7 @@ class ShipmentHandler:
 
     def run(self, stop: threading.Event) -> None:
         """Consume, process and commit batch after batch until ``stop`` is set."""
-        consumer = Consumer(self.settings.member_config(f"{self.settings.app_id}-shipments"))
+        consumer = Consumer(self.settings.member_config(groups.module(self.settings, MODULE)))
         metadata = consumer.list_topics(self.commands_topic, timeout=30).topics[self.commands_topic]
         self._partitions = len(metadata.partitions) or self.settings.topic_partitions
         consumer.subscribe(

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, Producer
 from confluent_kafka import Message as KafkaMessage
 
 from streams.faults import RELAY_CRASH_AFTER_PUBLISH, crash_point
+from streams.kafka.topics import events_of
 from streams.observability import liveness, metrics
 from streams.observability.logs import get_logger
 from streams.postgres.db import LazyConnection
@@ -45,7 +46,7 @@ class OutboxRelay:
         flush_timeout: float = 60.0,
     ) -> None:
         self.settings = settings
-        self.topics = list(topics or [settings.topic("shipments.events")])
+        self.topics = list(topics or [settings.topic(events_of("shipments"))])
         self.batch_size = batch_size
         self.idle_interval = idle_interval
         self.retry_backoff = retry_backoff
