@@ -41,6 +41,32 @@ def external(message: Message, message_id: str | None = None) -> Envelope:
     )
 
 
+def answer(
+    event: Message,
+    command: Envelope,
+    *,
+    message_id: str,
+    correlation_id: str,
+    at: datetime | None = None,
+) -> Envelope:
+    """``event`` as a module's answer to ``command``: caused by it, and stamped when decided.
+
+    The rule for an event's ``occurred_at``: the time its module decided it (``at``, default
+    now), never the command's. Deadlines are the causing message's time plus the next state's
+    timeout, and the process manager's commands carry their cause's time; an event stamped
+    with its command's time would let a module's backlog eat into the next state's timeout
+    (and, followed everywhere, date every message of an order back to its first one). Ids stay
+    derived from the command, so a retried decision is still the same message.
+    """
+    return Envelope.wrap(
+        event,
+        message_id=message_id,
+        occurred_at=at or datetime.now(UTC),
+        correlation_id=correlation_id,
+        causation_id=command.message_id,
+    )
+
+
 def key_of(envelope: Envelope) -> bytes:
     """The Kafka key of every message of an order's process: the order id as UTF-8."""
     return order_id_of(envelope).encode()
@@ -98,18 +124,6 @@ class DeadLetter:
             "failed_at": (failed_at or datetime.now(UTC)).isoformat(),
         }
         return json.dumps(record, separators=(",", ":")).encode()
-
-    @classmethod
-    def of(cls, record: KafkaRecord, reason: str) -> DeadLetter:
-        """The dead letter for a consumed record."""
-        return cls(
-            reason,
-            record.topic() or "",
-            partition_of(record),
-            record.offset() or 0,
-            record.key(),
-            record.value(),
-        )
 
     @staticmethod
     def from_bytes(raw: bytes) -> dict[str, Any]:

@@ -1,10 +1,39 @@
-"""Taking batches from a confluent-kafka consumer: without adding latency, or to the end."""
+"""Consuming: the consumed-record type, and taking batches without adding latency, or to the end."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from streams.kafka import routing
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """One consumed Kafka record, detached from its client (so tests can build one)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: routing.Headers | None = None
+
+    @classmethod
+    def of(cls, message: Message) -> Consumed:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        key, value = message.key(), message.value()
+        return cls(
+            topic,
+            partition,
+            offset,
+            key.encode() if isinstance(key, str) else key,
+            value.encode() if isinstance(value, str) else value,
+            routing.as_headers(message.headers()),
+        )
 
 
 def take(consumer: Consumer, max_records: int, timeout: float) -> list[Message]:

@@ -43,12 +43,12 @@ from confluent_kafka import (
 from aggregates.decider import Rejected
 from aggregates.messages import CommandRejected, Envelope, Message, deterministic_id, order_id_of
 from streams.faults import PROCESSOR_HANG_BEFORE_OFFSETS, hang_point
-from streams.kafka import groups, routing
-from streams.kafka.codec import DeadLetter, DecodeError, decode, encode, partition_of
-from streams.kafka.consuming import take
+from streams.kafka import dead_letters, groups, routing
+from streams.kafka.codec import DecodeError, answer, decode, encode, partition_of
+from streams.kafka.consuming import Consumed, take
 from streams.kafka.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
 from streams.modules.definitions import AggregateModule
-from streams.modules.store import AggregateStore, Record
+from streams.modules.store import Aggregate, AggregateStore
 from streams.observability import liveness, metrics
 from streams.observability.logs import get_logger
 from streams.settings import Settings
@@ -245,7 +245,7 @@ class AggregateProcessor:
         self._unloaded.difference_update(pending)
         log.info("partitions loaded", module=self.module.name, partitions=pending)
 
-    def _rebuild(self, partitions: list[int]) -> dict[int, dict[str, Record[Any]]]:
+    def _rebuild(self, partitions: list[int]) -> dict[int, dict[str, Aggregate[Any]]]:
         """Fold the events partitions from the beginning to the last stable offset."""
         reader = Consumer(
             self.settings.confluent_config(
@@ -258,7 +258,7 @@ class AggregateProcessor:
             )
         )
         reader.assign([TopicPartition(self.events_topic, p, OFFSET_BEGINNING) for p in partitions])
-        folded: dict[int, dict[str, Record[Any]]] = {p: {} for p in partitions}
+        folded: dict[int, dict[str, Aggregate[Any]]] = {p: {} for p in partitions}
         open_partitions = set(partitions)
         try:
             while open_partitions:
@@ -275,7 +275,7 @@ class AggregateProcessor:
             reader.close()
         return folded
 
-    def _fold(self, records: dict[str, Record[Any]], message: KafkaMessage) -> None:
+    def _fold(self, records: dict[str, Aggregate[Any]], message: KafkaMessage) -> None:
         try:
             envelope = decode(message.key(), message.value(), self.module.event_types)
         except DecodeError as error:
@@ -287,7 +287,7 @@ class AggregateProcessor:
             )
             return
         aggregate_id = order_id_of(envelope)
-        record = records.get(aggregate_id, Record(self.module.initial_state))
+        record = records.get(aggregate_id, Aggregate(self.module.initial_state))
         records[aggregate_id] = record.after(
             self.module.evolve(record.state, envelope.data), envelope.causation_id
         )
@@ -350,12 +350,12 @@ class AggregateProcessor:
         now = datetime.now(UTC)
         for index, event in enumerate(events):
             state = self.module.evolve(state, event)
-            envelope = Envelope.wrap(
+            envelope = answer(
                 event,
+                command,
                 message_id=deterministic_id(command.message_id, f"{index}:{event.type}"),
-                occurred_at=now,
                 correlation_id=aggregate_id,
-                causation_id=command.message_id,
+                at=now,
             )
             outputs.append(Output(self.events_topic, aggregate_id.encode(), encode(envelope)))
         self.store.stage(partition, aggregate_id, record.after(state, command.message_id))
@@ -363,18 +363,13 @@ class AggregateProcessor:
         return outputs
 
     def _dead_letter(self, record: KafkaMessage, reason: str) -> Output:
-        log.warning(
-            "dead letter",
-            topic=record.topic(),
-            partition=partition_of(record),
-            offset=record.offset(),
-            reason=reason,
+        return Output(
+            self.dead_letters, record.key(), dead_letters.letter(Consumed.of(record), reason)
         )
-        return Output(self.dead_letters, record.key(), DeadLetter.of(record, reason).to_bytes())
 
     # Commands owed after a delay (payment settlement)
 
-    def _index_due(self, records: dict[tuple[int, str], Record[Any]]) -> None:
+    def _index_due(self, records: dict[tuple[int, str], Aggregate[Any]]) -> None:
         for (partition, aggregate_id), record in records.items():
             due_at = self.module.due_at(record.state)
             if due_at is not None:

@@ -10,16 +10,16 @@ S = TypeVar("S")
 
 
 @dataclass(frozen=True)
-class Record(Generic[S]):
+class Aggregate(Generic[S]):
     """One aggregate: its state, and the command ids already handled (the events' causes)."""
 
     state: S
     handled: frozenset[str] = frozenset()
 
-    def after(self, state: S, command_id: str | None) -> Record[S]:
+    def after(self, state: S, command_id: str | None) -> Aggregate[S]:
         if command_id is None:
-            return Record(state, self.handled)
-        return Record(state, self.handled | {command_id})
+            return Aggregate(state, self.handled)
+        return Aggregate(state, self.handled | {command_id})
 
 
 @dataclass
@@ -31,16 +31,16 @@ class AggregateStore(Generic[S]):
     """
 
     initial: S
-    partitions: dict[int, dict[str, Record[S]]] = field(default_factory=dict)
-    staged: dict[tuple[int, str], Record[S]] = field(default_factory=dict)
+    partitions: dict[int, dict[str, Aggregate[S]]] = field(default_factory=dict)
+    staged: dict[tuple[int, str], Aggregate[S]] = field(default_factory=dict)
 
-    def get(self, partition: int, aggregate_id: str) -> Record[S]:
+    def get(self, partition: int, aggregate_id: str) -> Aggregate[S]:
         staged = self.staged.get((partition, aggregate_id))
         if staged is not None:
             return staged
-        return self.partitions.get(partition, {}).get(aggregate_id, Record(self.initial))
+        return self.partitions.get(partition, {}).get(aggregate_id, Aggregate(self.initial))
 
-    def stage(self, partition: int, aggregate_id: str, record: Record[S]) -> None:
+    def stage(self, partition: int, aggregate_id: str, record: Aggregate[S]) -> None:
         self.staged[(partition, aggregate_id)] = record
 
     def commit(self) -> None:
@@ -51,7 +51,7 @@ class AggregateStore(Generic[S]):
     def discard(self) -> None:
         self.staged.clear()
 
-    def load(self, partition: int, records: dict[str, Record[S]]) -> None:
+    def load(self, partition: int, records: dict[str, Aggregate[S]]) -> None:
         self.partitions[partition] = records
 
     def drop(self, partition: int) -> None:
@@ -60,7 +60,7 @@ class AggregateStore(Generic[S]):
     def owned(self) -> set[int]:
         return set(self.partitions)
 
-    def items(self) -> Iterator[tuple[int, str, Record[S]]]:
+    def items(self) -> Iterator[tuple[int, str, Aggregate[S]]]:
         for partition, records in self.partitions.items():
             for aggregate_id, record in records.items():
                 yield partition, aggregate_id, record

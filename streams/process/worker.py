@@ -28,9 +28,10 @@ from process_manager import (
     trigger_of,
 )
 from streams import faults
-from streams.kafka import routing
+from streams.kafka import dead_letters, routing
 from streams.kafka.app import create_app
-from streams.kafka.codec import DeadLetter, DecodeError, decode, encode
+from streams.kafka.codec import DecodeError, decode, encode
+from streams.kafka.consuming import Consumed
 from streams.kafka.topics import (
     ACCEPTED_TYPES,
     COMMAND_TOPIC,
@@ -169,15 +170,8 @@ async def send_forward(forward: routing.Forward, record: Any) -> None:
 
 
 async def dead_letter(record: Any, key: bytes | None, value: bytes | None, reason: str) -> None:
-    log.warning(
-        "dead letter",
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        reason=reason,
-    )
-    letter = DeadLetter(reason, record.topic, record.partition, record.offset, key, value)
-    await outputs[DEAD_LETTERS].send(key=key, value=letter.to_bytes())
+    consumed = Consumed(record.topic, record.partition, record.offset, key, value)
+    await outputs[DEAD_LETTERS].send(key=key, value=dead_letters.letter(consumed, reason))
     metrics.dead_letter(record.topic)
 
 

@@ -51,9 +51,9 @@ from aggregates.messages import (
     order_id_of,
 )
 from streams.faults import HANDLER_CRASH_BEFORE_OFFSET_COMMIT, crash_point
-from streams.kafka import groups, routing
-from streams.kafka.codec import DeadLetter, DecodeError, decode, encode
-from streams.kafka.consuming import take
+from streams.kafka import dead_letters, groups, routing
+from streams.kafka.codec import DecodeError, answer, decode, encode
+from streams.kafka.consuming import Consumed, take
 from streams.kafka.topics import ACCEPTED_TYPES, DEAD_LETTERS, commands_of, events_of
 from streams.modules.shipment import poison, store
 from streams.modules.shipment.cancellation import answer_cancel, package_refusal
@@ -93,42 +93,16 @@ ROUTINE = frozenset({"sent", "out_of_stock"})
 
 
 @dataclass(frozen=True)
-class Record:
-    """One consumed Kafka record, detached from confluent-kafka (so tests can build one)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: routing.Headers | None = None
-
-    @classmethod
-    def of(cls, message: KafkaMessage) -> Record:
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        assert topic is not None and partition is not None and offset is not None
-        key, value = message.key(), message.value()
-        return cls(
-            topic,
-            partition,
-            offset,
-            key.encode() if isinstance(key, str) else key,
-            value.encode() if isinstance(value, str) else value,
-            routing.as_headers(message.headers()),
-        )
-
-
-@dataclass(frozen=True)
 class Outcome:
     """What one record did; ``event`` is the envelope written to the outbox, if any."""
 
-    record: Record
+    record: Consumed
     result: Result
     event: Envelope | None = None
     reason: str | None = None
 
 
-Decide = Callable[[Connection, Envelope, Record], Outcome]
+Decide = Callable[[Connection, Envelope, Consumed], Outcome]
 
 
 class ShipmentHandler:
@@ -202,7 +176,7 @@ class ShipmentHandler:
             self.close()
             log.info("shipment handler stopped")
 
-    def _poll(self, consumer: Consumer) -> list[Record]:
+    def _poll(self, consumer: Consumer) -> list[Consumed]:
         records = []
         for message in take(consumer, self.batch_size, timeout=self.poll_timeout):
             error = message.error()
@@ -210,12 +184,12 @@ class ShipmentHandler:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error", error=str(error))
                 continue
-            records.append(Record.of(message))
+            records.append(Consumed.of(message))
         return records
 
     # One batch
 
-    def _process(self, records: Sequence[Record], stop: threading.Event) -> list[Outcome]:
+    def _process(self, records: Sequence[Consumed], stop: threading.Event) -> list[Outcome]:
         """``process_batch``, taken apart one command at a time when the database refuses the
         batch's data; raises on any other error (the caller retries the batch)."""
         try:
@@ -226,7 +200,7 @@ class ShipmentHandler:
             log.warning("batch refused by the database; one command at a time", error=str(error))
         return [outcome for record in records for outcome in self._process_one(record, stop)]
 
-    def _process_one(self, record: Record, stop: threading.Event) -> list[Outcome]:
+    def _process_one(self, record: Consumed, stop: threading.Event) -> list[Outcome]:
         """One record in its own transaction, tried ``poison_attempts`` times, then given up."""
         for attempt in range(1, self.poison_attempts + 1):
             try:
@@ -246,7 +220,7 @@ class ShipmentHandler:
                 stop.wait(self.retry_backoff * 2 ** (attempt - 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _give_up(self, record: Record, reason: str) -> Outcome:
+    def _give_up(self, record: Consumed, reason: str) -> Outcome:
         """Dead-letter a poison command and answer it with ``CommandRejected``.
 
         The rejection goes through the outbox, beside the inbox entry and (for a
@@ -287,7 +261,7 @@ class ShipmentHandler:
         metrics.command_decided("shipments", DECIDED[outcome.result])
         return outcome
 
-    def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
+    def process_batch(self, records: Sequence[Consumed]) -> list[Outcome]:
         """Apply every record in one transaction; dead letters are flushed on return.
 
         Raises when the database or the dead-letter topic fails: then nothing may be
@@ -331,7 +305,7 @@ class ShipmentHandler:
         return outcomes
 
     def _outcome(
-        self, conn: Connection, record: Record, command: Envelope | DecodeError | routing.Forward
+        self, conn: Connection, record: Consumed, command: Envelope | DecodeError | routing.Forward
     ) -> Outcome:
         match command:
             case Envelope():
@@ -344,7 +318,7 @@ class ShipmentHandler:
                 return Outcome(record, "forwarded")
         return self._dead_letter(record, command.reason)
 
-    def send_package(self, conn: Connection, command: Envelope, record: Record) -> Outcome:
+    def send_package(self, conn: Connection, command: Envelope, record: Consumed) -> Outcome:
         """Gather (inbox, package or cancellation, locked stock), decide (reserve), apply
         (outbox), in ``conn``'s open transaction, with the order locked."""
         assert isinstance(command.data, SendPackage)
@@ -380,7 +354,7 @@ class ShipmentHandler:
                 return Outcome(record, "out_of_stock", self._emit(conn, command, short))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def cancel_shipment(self, conn: Connection, command: Envelope, record: Record) -> Outcome:
+    def cancel_shipment(self, conn: Connection, command: Envelope, record: Consumed) -> Outcome:
         """Gather (inbox, package), decide (shipped or not), apply (cancellation, outbox), in
         ``conn``'s open transaction, with the order locked."""
         assert isinstance(command.data, CancelShipment)
@@ -398,7 +372,9 @@ class ShipmentHandler:
                 return Outcome(record, "cancelled", self._emit(conn, command, answer), reason)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _reject(self, conn: Connection, command: Envelope, record: Record, reason: str) -> Outcome:
+    def _reject(
+        self, conn: Connection, command: Envelope, record: Consumed, reason: str
+    ) -> Outcome:
         rejected = _rejection(command, reason)
         return Outcome(record, "rejected", self._emit(conn, command, rejected), reason)
 
@@ -411,28 +387,17 @@ class ShipmentHandler:
     @staticmethod
     def _answer(command: Envelope, event: Message) -> Envelope:
         """``event`` as the answer to ``command``, with ids derived from it (replays match)."""
-        return Envelope.wrap(
+        return answer(
             event,
+            command,
             message_id=deterministic_id(command.message_id, event.type),
-            occurred_at=command.occurred_at,
             correlation_id=order_id_of(command.data),
-            causation_id=command.message_id,
         )
 
     # Dead letters
 
-    def _dead_letter(self, record: Record, reason: str) -> Outcome:
-        letter = DeadLetter(
-            reason, record.topic, record.partition, record.offset, record.key, record.value
-        )
-        log.warning(
-            "dead letter",
-            reason=reason,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-        )
-        self._produce(self.dead_letters_topic, record.key, letter.to_bytes())
+    def _dead_letter(self, record: Consumed, reason: str) -> Outcome:
+        self._produce(self.dead_letters_topic, record.key, dead_letters.letter(record, reason))
         return Outcome(record, "dead_letter", reason=reason)
 
     def _produce(
@@ -521,7 +486,7 @@ def _report(outcome: Outcome, command: Envelope) -> None:
     )
 
 
-def _next_offsets(records: Sequence[Record]) -> list[TopicPartition]:
+def _next_offsets(records: Sequence[Consumed]) -> list[TopicPartition]:
     """The offset to resume from, per partition: one past the last record of the batch."""
     last: dict[tuple[str, int], int] = {}
     for record in records:
@@ -530,7 +495,7 @@ def _next_offsets(records: Sequence[Record]) -> list[TopicPartition]:
     return [TopicPartition(topic, p, offset + 1) for (topic, p), offset in last.items()]
 
 
-def _commit(consumer: Consumer, records: Sequence[Record]) -> None:
+def _commit(consumer: Consumer, records: Sequence[Consumed]) -> None:
     try:
         consumer.commit(offsets=_next_offsets(records), asynchronous=False)
     except KafkaException as error:
@@ -538,7 +503,7 @@ def _commit(consumer: Consumer, records: Sequence[Record]) -> None:
         log.warning("offset commit failed", error=str(error))
 
 
-def _rewind(consumer: Consumer, records: Sequence[Record]) -> None:
+def _rewind(consumer: Consumer, records: Sequence[Consumed]) -> None:
     """Seek back to the first record of the failed batch, per partition, to process it again."""
     first: dict[tuple[str, int], int] = {}
     for record in records:
