@@ -9,8 +9,8 @@
     POST /processes/{order_id}/skip/
     GET  /ui/  /ui/processes/{order_id}/ the same, as HTML pages
 
-A process is *stalled* when it is not terminal and its deadline has passed, or it has not moved
-for ``stalled_after`` seconds (60 by default).
+The queries and the stalled rule are ``process.queries``; operators' auth and commands are
+``process.actions``.
 
 Fan-out: each worker holds only its active partitions of the table. The worker that receives a
 list or stats request answers its own part and asks every other worker in the assignor's table
@@ -22,12 +22,8 @@ or with a worker gone), the answer is 503 rather than a list that misses or repe
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
-import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -36,198 +32,24 @@ import faust
 from faust.web import Request, Response, View
 from yarl import URL
 
-from aggregates.messages import CancelProcess, Envelope, Message, ResumeProcess, SkipMessage
-from process_manager import Process, State, is_quarantined, is_terminal
-from streams.kafka.codec import encode
+from process_manager import Process, State
+from streams.kafka.codec import encode, external
 from streams.kafka.topics import PROCESS_COMMANDS
+from streams.process.actions import ACTIONS, Conflict, operator_command, refusal
+from streams.process.queries import (
+    STALLED_AFTER,
+    Query,
+    Unavailable,
+    check_coverage,
+    flag,
+    is_stalled,
+    latest_first,
+    summarize,
+)
 from streams.process.ui import pages
 from streams.settings import Settings
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 10_000
-STALLED_AFTER = timedelta(seconds=60)
 PEER_TIMEOUT = aiohttp.ClientTimeout(total=5)
-DEFAULT_REASON = "cancelled by an operator in the web view"
-DEFAULT_REQUESTER = "web-operator"
-SUMMARY_FIELDS = {
-    "order_id",
-    "state",
-    "deadline",
-    "client_id",
-    "total_price",
-    "currency",
-    "payment_method",
-    "cancellation_reason",
-    "escalation",
-}
-ACTIONS = ("cancel", "resume", "skip")
-
-
-class Unavailable(Exception):
-    """The answer needs a worker or a partition that is not there right now (503)."""
-
-
-class Conflict(Exception):
-    """The operator action does not fit the process's state (409)."""
-
-
-# Queries, pure
-
-
-@dataclass(frozen=True)
-class Query:
-    """The filters of a list request."""
-
-    state: State | None = None
-    stalled: bool = False
-    quarantined: bool = False
-    limit: int = DEFAULT_LIMIT
-    stalled_after: timedelta = STALLED_AFTER
-
-    @classmethod
-    def parse(cls, params: Mapping[str, str]) -> Query:
-        """The query of request parameters; ``ValueError`` with a readable reason otherwise."""
-        state = params.get("state") or None
-        if state is not None and state not in State.__members__:
-            raise ValueError(f"unknown state {state!r}; one of {', '.join(State)}")
-        limit = _number(params, "limit", DEFAULT_LIMIT)
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
-        after = _number(params, "stalled_after", STALLED_AFTER.total_seconds())
-        if after < 0:
-            raise ValueError("stalled_after must not be negative")
-        return cls(
-            state=State(state) if state else None,
-            stalled=flag(params.get("stalled")),
-            quarantined=flag(params.get("quarantined")),
-            limit=int(limit),
-            stalled_after=timedelta(seconds=after),
-        )
-
-    def params(self) -> dict[str, str]:
-        """The request parameters that parse back to this query."""
-        params = {
-            "stalled": "true" if self.stalled else "false",
-            "quarantined": "true" if self.quarantined else "false",
-            "limit": str(self.limit),
-            "stalled_after": str(self.stalled_after.total_seconds()),
-        }
-        return params | ({"state": self.state.value} if self.state else {})
-
-    def matches(self, process: Process, now: datetime) -> bool:
-        if self.state is not None and process.state != self.state:
-            return False
-        if self.quarantined and not is_quarantined(process):
-            return False
-        return not self.stalled or is_stalled(process, now, self.stalled_after)
-
-
-def _number(params: Mapping[str, str], name: str, default: float) -> float:
-    try:
-        return float(params.get(name) or default)
-    except ValueError:
-        raise ValueError(f"{name} must be a number") from None
-
-
-def flag(value: str | None) -> bool:
-    return (value or "").lower() in {"1", "true", "yes", "on"}
-
-
-def changed_at(process: Process) -> datetime | None:
-    return process.history[-1].at if process.history else None
-
-
-def is_stalled(process: Process, now: datetime, after: timedelta) -> bool:
-    """Not terminal, and past its deadline or unmoved for ``after``."""
-    if is_terminal(process.state):
-        return False
-    if process.deadline is not None and process.deadline <= now:
-        return True
-    changed = changed_at(process)
-    return changed is not None and now - changed >= after
-
-
-def summarize(process: Process, now: datetime, after: timedelta) -> dict[str, Any]:
-    """The list entry of a process: its record without items, applied ids and history."""
-    summary = process.model_dump(mode="json", include=SUMMARY_FIELDS)
-    last = process.history[-1].model_dump(mode="json")["at"] if process.history else None
-    quarantine = process.quarantine
-    held = None
-    if quarantine is not None:
-        held = {
-            "message_id": quarantine.message.message_id,
-            "message_type": quarantine.message.type,
-            "reason": quarantine.reason,
-            "parked": len(quarantine.parked),
-        }
-    return summary | {
-        "updated_at": last,
-        "stalled": is_stalled(process, now, after),
-        "quarantine": held,
-    }
-
-
-def latest_first(summary: Mapping[str, Any]) -> tuple[float, str]:
-    """Sort key: latest change first, then by order id."""
-    at = summary.get("updated_at")
-    return (-datetime.fromisoformat(at).timestamp() if at else 0.0, summary["order_id"])
-
-
-def check_coverage(parts: list[dict[str, Any]], partitions: int) -> None:
-    """Every partition covered by exactly one part, or ``Unavailable``."""
-    covered = sorted(p for part in parts for p in part["partitions"])
-    if covered != list(range(partitions)):
-        raise Unavailable(
-            f"the workers cover partitions {covered}, not 0..{partitions - 1} once each "
-            "(rebalancing?); try again"
-        )
-
-
-# Operator actions
-
-
-def refusal(authorization: str | None, token: str | None) -> str | None:
-    """Why an operator request is refused (401), or ``None`` when its bearer token is right."""
-    if not token:
-        return "operator actions are disabled: no OPERATOR_TOKEN is configured"
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        return "an operator action needs the header Authorization: Bearer <OPERATOR_TOKEN>"
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        return "wrong operator token"
-    return None
-
-
-def operator_command(action: str, process: Process, body: bytes) -> Message:
-    """The command of an operator ``action`` on ``process``, from the request's JSON body
-    (every field optional: ``reason`` for a cancel, ``message_id`` for a resume or a skip,
-    which must be the failing message, and ``requested_by``); ``ValueError`` (400) or
-    ``Conflict`` (409)."""
-    data = json.loads(body) if body.strip() else {}
-    if not isinstance(data, dict):
-        raise ValueError("the body must be a JSON object")
-    order_id, by = process.order_id, str(data.get("requested_by") or DEFAULT_REQUESTER)
-    if action == "cancel":
-        if is_terminal(process.state):
-            raise Conflict(f"the process is already {process.state}")
-        reason = str(data.get("reason") or DEFAULT_REASON)
-        return CancelProcess(order_id=order_id, reason=reason, requested_by=by)
-    if process.quarantine is None:
-        raise Conflict("the process is not quarantined")
-    failing = process.quarantine.message.message_id
-    named = str(data.get("message_id") or failing)
-    if named != failing:
-        raise Conflict(f"message {named} is not the failing one ({failing})")
-    if action == "resume":
-        return ResumeProcess(order_id=order_id, message_id=failing, requested_by=by)
-    return SkipMessage(order_id=order_id, message_id=failing, requested_by=by)
-
-
-def operator_envelope(command: Message, message_id: str, now: datetime) -> Envelope:
-    order_id = command.order_id  # type: ignore[attr-defined]  # every operator command has one
-    return Envelope.wrap(
-        command, message_id=message_id, occurred_at=now, correlation_id=order_id, causation_id=None
-    )
 
 
 # The table across workers
@@ -393,7 +215,7 @@ def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
             return web.json({"error": str(error)}, status=409)
         except ValueError as error:  # bad JSON, or a field pydantic refuses
             return web.json({"error": str(error)}, status=400)
-        envelope = operator_envelope(command, str(uuid.uuid4()), datetime.now(UTC))
+        envelope = external(command)  # an operator is outside: fresh id, now, no cause
         sent = await commands.send(key=order_id.encode(), value=encode(envelope))
         await sent  # delivered to Kafka before the operator hears "accepted"
         accepted = {"message_id": envelope.message_id, "order_id": order_id}
