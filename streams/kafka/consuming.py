@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -48,6 +48,15 @@ def take(consumer: Consumer, max_records: int, timeout: float) -> list[Message]:
     if first is None:
         return []
     return [first, *consumer.consume(max_records - 1, timeout=0)]
+
+
+def next_offsets(consumed: Iterable[tuple[str, int, int]]) -> list[TopicPartition]:
+    """The offsets to commit for ``consumed`` records (topic, partition, offset): one past the
+    last of each partition."""
+    last: dict[tuple[str, int], int] = {}
+    for topic, partition, offset in consumed:
+        last[(topic, partition)] = max(last.get((topic, partition), -1), offset)
+    return [TopicPartition(topic, p, offset + 1) for (topic, p), offset in last.items()]
 
 
 def read_to_end(

@@ -29,9 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -45,9 +43,10 @@ from aggregates.messages import CommandRejected, Envelope, Message, deterministi
 from streams.faults import PROCESSOR_HANG_BEFORE_OFFSETS, hang_point
 from streams.kafka import dead_letters, groups, routing
 from streams.kafka.codec import DecodeError, answer, decode, encode, partition_of
-from streams.kafka.consuming import Consumed, take
+from streams.kafka.consuming import Consumed, next_offsets, take
 from streams.kafka.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
 from streams.modules.definitions import AggregateModule
+from streams.modules.rebuild import rebuild
 from streams.modules.store import Aggregate, AggregateStore
 from streams.observability import liveness, metrics
 from streams.observability.logs import get_logger
@@ -172,13 +171,9 @@ class AggregateProcessor:
             )
         if records:
             hang_point(PROCESSOR_HANG_BEFORE_OFFSETS)
-            offsets: dict[int, int] = {}
-            for record in records:
-                offsets[partition_of(record)] = max(
-                    offsets.get(partition_of(record), 0), (record.offset() or 0) + 1
-                )
+            consumed = ((self.commands_topic, partition_of(r), r.offset() or 0) for r in records)
             producer.send_offsets_to_transaction(
-                [TopicPartition(self.commands_topic, p, o) for p, o in offsets.items()],
+                next_offsets(consumed),
                 consumer.consumer_group_metadata(),
                 # the default waits for ever; yet it can still hang (observability/liveness.py)
                 30,
@@ -239,58 +234,11 @@ class AggregateProcessor:
         pending = sorted(self._unloaded)
         # With read_committed this waits until the previous owner's transaction is resolved.
         consumer.committed([TopicPartition(self.commands_topic, p) for p in pending], timeout=30)
-        for partition, records in self._rebuild(pending).items():
+        for partition, records in rebuild(self.settings, self.module, pending).items():
             self.store.load(partition, records)
             self._index_due({(partition, aid): rec for aid, rec in records.items()})
         self._unloaded.difference_update(pending)
         log.info("partitions loaded", module=self.module.name, partitions=pending)
-
-    def _rebuild(self, partitions: list[int]) -> dict[int, dict[str, Aggregate[Any]]]:
-        """Fold the events partitions from the beginning to the last stable offset."""
-        reader = Consumer(
-            self.settings.confluent_config(
-                **{
-                    "group.id": groups.rebuild(self.settings, self.module.name),
-                    "isolation.level": "read_committed",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": True,
-                }
-            )
-        )
-        reader.assign([TopicPartition(self.events_topic, p, OFFSET_BEGINNING) for p in partitions])
-        folded: dict[int, dict[str, Aggregate[Any]]] = {p: {} for p in partitions}
-        open_partitions = set(partitions)
-        try:
-            while open_partitions:
-                liveness.beat()
-                for message in reader.consume(1000, timeout=1.0):
-                    error = message.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            open_partitions.discard(partition_of(message))
-                            continue
-                        raise KafkaException(error)
-                    self._fold(folded[partition_of(message)], message)
-        finally:
-            reader.close()
-        return folded
-
-    def _fold(self, records: dict[str, Aggregate[Any]], message: KafkaMessage) -> None:
-        try:
-            envelope = decode(message.key(), message.value(), self.module.event_types)
-        except DecodeError as error:
-            log.error(
-                "undecodable event skipped",
-                topic=message.topic(),
-                offset=message.offset(),
-                reason=error.reason,
-            )
-            return
-        aggregate_id = order_id_of(envelope)
-        record = records.get(aggregate_id, Aggregate(self.module.initial_state))
-        records[aggregate_id] = record.after(
-            self.module.evolve(record.state, envelope.data), envelope.causation_id
-        )
 
     # Deciding
 

@@ -45,7 +45,8 @@ from streams.kafka.consuming import Consumed
 from streams.kafka.routing import owner_of
 from streams.modules.shipment import store
 from streams.modules.shipment.cli import main as cli
-from streams.modules.shipment.handler import Outcome, ShipmentHandler
+from streams.modules.shipment.decisions import Outcome
+from streams.modules.shipment.handler import ShipmentHandler
 from streams.modules.shipment.outbox import OutboxRelay
 from streams.postgres.migrate import migrate
 from streams.settings import Settings

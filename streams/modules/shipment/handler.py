@@ -1,13 +1,14 @@
 """The shipment command handler: ``shipments.commands`` in, Postgres and the outbox out.
 
-Two commands: ``SendPackage`` reserves the stock of every item or none and sends the package
-(``PackageWasSent`` or ``ProductWasOutOfStock``); ``CancelShipment`` decides whether the order
-is shipped: with a package it answers ``ShipmentCancellationRejected``, without one it records
-the order as cancelled and answers ``ShipmentCancelled``, and a ``SendPackage`` for a cancelled
-order is then refused (``CommandRejected``), never shipped. An order has a package or a
-cancellation, never both: every command takes a lock on its order first (``store.lock_orders``),
-so the two are never decided by two transactions at once (two handlers can hold the same
-partition's records for a moment during a rebalance).
+Two commands, decided in ``decisions``: ``SendPackage`` reserves the stock of every item or
+none and sends the package (``PackageWasSent`` or ``ProductWasOutOfStock``);
+``CancelShipment`` decides whether the order is shipped: with a package it answers
+``ShipmentCancellationRejected``, without one it records the order as cancelled and answers
+``ShipmentCancelled``, and a ``SendPackage`` for a cancelled order is then refused
+(``CommandRejected``), never shipped. An order has a package or a cancellation, never both:
+every command takes a lock on its order first (``store.lock_orders``), so the two are never
+decided by two transactions at once (two handlers can hold the same partition's records for a
+moment during a rebalance).
 
 Batching: the consumer takes up to ``batch_size`` records, and the whole batch runs in one
 Postgres transaction (inbox, stock, packages, outbox), one commit and so one disk flush per
@@ -30,34 +31,32 @@ database or Kafka away) retries the batch for ever: it is not the command's faul
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
 from aggregates.messages import (
-    CancelShipment,
-    CommandRejected,
     Envelope,
-    Message,
-    PackageWasSent,
-    ProductWasOutOfStock,
     SendPackage,
-    ShipmentCancellationRejected,
-    ShipmentCancelled,
-    deterministic_id,
     order_id_of,
 )
 from streams.faults import HANDLER_CRASH_BEFORE_OFFSET_COMMIT, crash_point
 from streams.kafka import dead_letters, groups, routing
-from streams.kafka.codec import DecodeError, answer, decode, encode
-from streams.kafka.consuming import Consumed, take
+from streams.kafka.codec import DecodeError, decode, encode
+from streams.kafka.consuming import Consumed, next_offsets, take
 from streams.kafka.topics import ACCEPTED_TYPES, DEAD_LETTERS, commands_of, events_of
 from streams.modules.shipment import poison, store
-from streams.modules.shipment.cancellation import answer_cancel, package_refusal
-from streams.modules.shipment.reservation import OutOfStock, Reserved, reserve
+from streams.modules.shipment.decisions import (
+    DECIDED,
+    ROUTINE,
+    Decide,
+    Decisions,
+    Outcome,
+    answer_to,
+    products,
+    rejection,
+)
 from streams.observability import liveness, metrics
 from streams.observability.logs import get_logger
 from streams.postgres.db import Connection, LazyConnection
@@ -67,42 +66,6 @@ log = get_logger(__name__)
 
 MODULE = "shipments"
 ACCEPTED = ACCEPTED_TYPES[commands_of(MODULE)]
-
-Result = Literal[
-    "sent",
-    "out_of_stock",
-    "cancelled",
-    "not_cancelled",
-    "rejected",
-    "duplicate",
-    "dead_letter",
-    "forwarded",
-]
-# commands_decided_total{result}: out of stock and an answered cancellation are decisions too
-# (events, not refusals).
-DECIDED = {
-    "sent": "accepted",
-    "out_of_stock": "accepted",
-    "cancelled": "accepted",
-    "not_cancelled": "accepted",
-    "rejected": "rejected",
-    "duplicate": "duplicate",
-}
-# Logged at debug: the everyday outcomes; the others at info.
-ROUTINE = frozenset({"sent", "out_of_stock"})
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one record did; ``event`` is the envelope written to the outbox, if any."""
-
-    record: Consumed
-    result: Result
-    event: Envelope | None = None
-    reason: str | None = None
-
-
-Decide = Callable[[Connection, Envelope, Consumed], Outcome]
 
 
 class ShipmentHandler:
@@ -131,10 +94,8 @@ class ShipmentHandler:
         self._delivery_errors: list[KafkaError] = []
         self._partitions = settings.topic_partitions
         self.ready = threading.Event()
-        self._decide: dict[str, Decide] = {
-            "SendPackage": self.send_package,
-            "CancelShipment": self.cancel_shipment,
-        }
+        self.decisions = Decisions(self.events_topic)
+        self._decide: dict[str, Decide] = self.decisions.by_type()
         assert set(self._decide) == ACCEPTED, "one decision per accepted command type"
 
     # Kafka loop
@@ -250,11 +211,11 @@ class ShipmentHandler:
                         conn, order_id
                     ):
                         store.cancel_shipment(conn, order_id, reason, command.message_id)
-                    outcome = self._reject(conn, command, record, reason)
+                    outcome = self.decisions.reject(conn, command, record, reason)
         except Exception as error:
             if not poison.is_poison(error):
                 raise
-            rejected = self._answer(command, _rejection(command, reason))
+            rejected = answer_to(command, rejection(command, reason))
             self._produce(self.events_topic, record.key, encode(rejected))
             outcome = Outcome(record, "rejected", rejected, reason)
         self._flush_produced()
@@ -288,7 +249,7 @@ class ShipmentHandler:
         conn = self._db.get()
         with conn.transaction():
             store.lock_orders(conn, (order_id_of(c.data) for c in envelopes))
-            store.lock_stock(conn, _products(envelopes))
+            store.lock_stock(conn, products(envelopes))
             outcomes = [
                 self._outcome(conn, record, c) for record, c in zip(records, commands, strict=True)
             ]
@@ -317,82 +278,6 @@ class ShipmentHandler:
                 )
                 return Outcome(record, "forwarded")
         return self._dead_letter(record, command.reason)
-
-    def send_package(self, conn: Connection, command: Envelope, record: Consumed) -> Outcome:
-        """Gather (inbox, package or cancellation, locked stock), decide (reserve), apply
-        (outbox), in ``conn``'s open transaction, with the order locked."""
-        assert isinstance(command.data, SendPackage)
-        data = command.data
-        if not store.remember(conn, command.message_id):
-            return Outcome(record, "duplicate")
-        refusal = package_refusal(store.shipment_of(conn, data.order_id), data.order_id)
-        if refusal is not None:
-            return self._reject(conn, command, record, refusal)
-        stock = store.lock_stock(conn, (item.product_id for item in data.product_items))
-        match reserve(data.product_items, stock):
-            case Reserved(quantities=quantities):
-                package_id = deterministic_id(command.message_id, "package")
-                if not store.add_package(conn, package_id, data.order_id, data.product_items):
-                    # The order lock keeps this from happening; the unique order id is the
-                    # last guard.
-                    reason = f"order {data.order_id} already has a package"
-                    return self._reject(conn, command, record, reason)
-                store.take_stock(conn, quantities)
-                sent = PackageWasSent(
-                    package_id=package_id,
-                    order_id=data.order_id,
-                    product_items=data.product_items,
-                )
-                return Outcome(record, "sent", self._emit(conn, command, sent))
-            case OutOfStock(product_id=product_id, requested=requested, available=available):
-                short = ProductWasOutOfStock(
-                    order_id=data.order_id,
-                    product_id=product_id,
-                    requested=requested,
-                    available=available,
-                )
-                return Outcome(record, "out_of_stock", self._emit(conn, command, short))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def cancel_shipment(self, conn: Connection, command: Envelope, record: Consumed) -> Outcome:
-        """Gather (inbox, package), decide (shipped or not), apply (cancellation, outbox), in
-        ``conn``'s open transaction, with the order locked."""
-        assert isinstance(command.data, CancelShipment)
-        data = command.data
-        if not store.remember(conn, command.message_id):
-            return Outcome(record, "duplicate")
-        known = store.shipment_of(conn, data.order_id)
-        answer = answer_cancel(known, data)
-        match answer:
-            case ShipmentCancellationRejected(reason=reason):
-                return Outcome(record, "not_cancelled", self._emit(conn, command, answer), reason)
-            case ShipmentCancelled(reason=reason):
-                if known is None:
-                    store.cancel_shipment(conn, data.order_id, reason, command.message_id)
-                return Outcome(record, "cancelled", self._emit(conn, command, answer), reason)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _reject(
-        self, conn: Connection, command: Envelope, record: Consumed, reason: str
-    ) -> Outcome:
-        rejected = _rejection(command, reason)
-        return Outcome(record, "rejected", self._emit(conn, command, rejected), reason)
-
-    def _emit(self, conn: Connection, command: Envelope, event: Message) -> Envelope:
-        """Write ``event`` to the outbox as the answer to ``command``."""
-        envelope = self._answer(command, event)
-        store.append_to_outbox(conn, self.events_topic, envelope)
-        return envelope
-
-    @staticmethod
-    def _answer(command: Envelope, event: Message) -> Envelope:
-        """``event`` as the answer to ``command``, with ids derived from it (replays match)."""
-        return answer(
-            event,
-            command,
-            message_id=deterministic_id(command.message_id, event.type),
-            correlation_id=order_id_of(command.data),
-        )
 
     # Dead letters
 
@@ -451,24 +336,6 @@ class ShipmentHandler:
             self._producer = None
 
 
-def _rejection(command: Envelope, reason: str) -> CommandRejected:
-    return CommandRejected(
-        command_type=command.type,
-        command_message_id=command.message_id,
-        reason=reason,
-        order_id=order_id_of(command.data),
-    )
-
-
-def _products(commands: Iterable[Envelope]) -> set[str]:
-    return {
-        item.product_id
-        for command in commands
-        if isinstance(command.data, SendPackage)
-        for item in command.data.product_items
-    }
-
-
 def _report(outcome: Outcome, command: Envelope) -> None:
     """Count and log one decided command (after its transaction committed)."""
     metrics.command_decided("shipments", DECIDED[outcome.result])
@@ -486,18 +353,10 @@ def _report(outcome: Outcome, command: Envelope) -> None:
     )
 
 
-def _next_offsets(records: Sequence[Consumed]) -> list[TopicPartition]:
-    """The offset to resume from, per partition: one past the last record of the batch."""
-    last: dict[tuple[str, int], int] = {}
-    for record in records:
-        where = (record.topic, record.partition)
-        last[where] = max(last.get(where, -1), record.offset)
-    return [TopicPartition(topic, p, offset + 1) for (topic, p), offset in last.items()]
-
-
 def _commit(consumer: Consumer, records: Sequence[Consumed]) -> None:
     try:
-        consumer.commit(offsets=_next_offsets(records), asynchronous=False)
+        offsets = next_offsets((r.topic, r.partition, r.offset) for r in records)
+        consumer.commit(offsets=offsets, asynchronous=False)
     except KafkaException as error:
         # A rebalance took the partitions away: their new owner redelivers, the inbox dedupes.
         log.warning("offset commit failed", error=str(error))
