@@ -166,6 +166,19 @@ def _same_worker(a: URL | str, b: URL | str) -> bool:
 # Routes
 
 
+def status_of(error: Exception) -> int:
+    """The HTTP status of a refused request: 503 unavailable, 409 conflict, 400 bad request."""
+    if isinstance(error, Unavailable):
+        return 503
+    if isinstance(error, Conflict):
+        return 409
+    return 400
+
+
+def refused(web: View, error: Exception) -> Response:
+    return web.json({"error": str(error)}, status=status_of(error))
+
+
 def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
     """Add the process routes to ``app``; ``processes`` is the process table."""
     view = ProcessTable(app, processes)
@@ -180,10 +193,8 @@ def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
             if flag(request.query.get("local")):
                 return web.json(view.local_list(query, datetime.now(UTC)))
             return web.json(await view.summaries(query))
-        except ValueError as error:
-            return web.json({"error": str(error)}, status=400)
-        except Unavailable as error:
-            return web.json({"error": str(error)}, status=503)
+        except (ValueError, Unavailable) as error:
+            return refused(web, error)
 
     @app.page("/processes/stats/")
     async def process_stats(web: View, request: Request) -> Response:
@@ -193,10 +204,8 @@ def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
                 return web.json(view.local_stats(query, datetime.now(UTC)))
             states, stalled = await view.stats(query)
             return web.json(stalled if query.stalled else states)
-        except ValueError as error:
-            return web.json({"error": str(error)}, status=400)
-        except Unavailable as error:
-            return web.json({"error": str(error)}, status=503)
+        except (ValueError, Unavailable) as error:
+            return refused(web, error)
 
     async def operator_action(web: View, request: Request, order_id: str, action: str) -> Response:
         denied = refusal(request.headers.get("Authorization"), settings.operator_token)
@@ -209,12 +218,8 @@ def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
                 return web.json({"error": f"no process for order {order_id}"}, status=404)
             body = await web.read_request_content(request)
             command = operator_command(action, process, body)
-        except Unavailable as error:
-            return web.json({"error": str(error)}, status=503)
-        except Conflict as error:
-            return web.json({"error": str(error)}, status=409)
-        except ValueError as error:  # bad JSON, or a field pydantic refuses
-            return web.json({"error": str(error)}, status=400)
+        except (ValueError, Unavailable, Conflict) as error:  # ValueError: bad JSON or field
+            return refused(web, error)
         envelope = external(command)  # an operator is outside: fresh id, now, no cause
         sent = await commands.send(key=order_id.encode(), value=encode(envelope))
         await sent  # delivered to Kafka before the operator hears "accepted"
@@ -243,10 +248,9 @@ def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
         try:
             query = Query.parse(request.query)
             rows, (states, stalled) = await asyncio.gather(view.summaries(query), view.stats(query))
-        except ValueError as error:
-            return web.html(pages.error_page(400, str(error)), status=400)
-        except Unavailable as error:
-            return web.html(pages.error_page(503, str(error)), status=503)
+        except (ValueError, Unavailable) as error:
+            status = status_of(error)
+            return web.html(pages.error_page(status, str(error)), status=status)
         after = query.stalled_after.total_seconds()
         filters = pages.Filters(query.state, query.stalled, query.limit, after, query.quarantined)
         return web.html(pages.index_page(rows, states, stalled, filters))
