@@ -34,4 +34,4 @@ WORKDIR /home/orderflow
 VOLUME ["/data"]
 # 6066: the worker's web view and /metrics; 7066: the module runner's /metrics.
 EXPOSE 6066 7066
-CMD ["faust", "-A", "streams.worker", "worker", "-l", "info"]
+CMD ["faust", "-A", "streams.process.worker", "worker", "-l", "info"]

@@ -37,7 +37,7 @@ clean: down  ## wipe local data (Kafka logs, Postgres cluster, Faust tables)
 	rm -rf .data
 
 topics: up  ## create every contract topic
-	$(PY) -m streams.admin topics
+	$(PY) -m streams.kafka.admin topics
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -53,7 +53,7 @@ test: topics  ## the whole suite, against the real services (and a headless Chro
 	$(VENV)/bin/pytest
 
 worker: topics  ## one worker in the foreground
-	$(VENV)/bin/faust -A streams.worker worker -l info
+	$(VENV)/bin/faust -A streams.process.worker worker -l info
 
 diagram: venv  ## regenerate the README state diagram from the transition table
 	$(PY) -m tests.readme_diagram --write
@@ -65,14 +65,14 @@ stop:  ## stop the background workers
 	bash deploy/workers.sh stop
 
 demo: start  ## the main job: drive ORDERS carts through N workers and print the summary
-	$(PY) -m streams.demo --orders $(ORDERS) --rate $(RATE)
+	$(PY) -m streams.tools.demo --orders $(ORDERS) --rate $(RATE)
 	@echo "The workers keep running: 'make stop' stops them, 'make down' stops Kafka and Postgres."
 
 verify: venv  ## fold the event topics offline and diff against the live process states
-	$(WITH_TIMEOUTS) $(PY) -m streams.verify
+	$(WITH_TIMEOUTS) $(PY) -m streams.tools.verify
 
 replay: venv  ## rebuild the process table into APP_VERSION+1 (and the read model); prints how to switch
-	$(WITH_TIMEOUTS) $(PY) -m streams.replay --read-model
+	$(WITH_TIMEOUTS) $(PY) -m streams.tools.replay --read-model
 
 FUZZ_EXAMPLES ?= 100
 fuzz: topics  ## fuzzed bad input on every input topic against a real worker

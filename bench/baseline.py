@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bench.common import log, partitions_of, percentile
-from streams.producing import produce_waiting
+from streams.kafka.producing import produce_waiting
 from streams.settings import Settings
 
 

@@ -20,10 +20,11 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from process_manager import TERMINAL_STATES
-from streams.admin import ensure_topics
-from streams.demo import Kind, cart_records
-from streams.producing import produce_waiting
+from streams.kafka.admin import ensure_topics
+from streams.kafka.producing import produce_waiting
+from streams.kafka.topics import commands_of
 from streams.settings import Settings
+from streams.tools.demo import Kind, cart_records
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -165,7 +166,7 @@ class Scenario:
         for future in admin.delete_topics(names, operation_timeout=30).values():
             with contextlib.suppress(Exception):
                 future.result()
-        groups = [self.settings.app_id, f"{self.settings.app_id}-v2"]
+        groups = [self.settings.faust_app_id(1), self.settings.faust_app_id(2)]
         with contextlib.suppress(Exception):
             admin.delete_consumer_groups(groups, request_timeout=10)
 
@@ -332,7 +333,7 @@ class Drive:
         producer = Producer(
             self.settings.producer_config(**{"linger.ms": 5, "enable.idempotence": True})
         )
-        topic = self.settings.topic("carts.commands")
+        topic = self.settings.topic(commands_of("carts"))
         total = len(self.orders)
         self.feed_started = time.time()
         started = time.monotonic()

@@ -27,18 +27,12 @@ from bench.common import (
     reader_at_end,
     wait_quiet,
 )
-from streams.demo import MIX, Kind, seed_stock
+from streams.kafka.topics import PROCESS_INPUTS
 from streams.settings import Settings
+from streams.tools.demo import MIX, Kind, seed_stock
 
 PAID = MIX[0]  # card_ok, in stock: Completed, no timeouts
 SILENT = next(k for k in MIX if k.payment_method == "card_no_response")  # stays AwaitingPayment
-INPUT_TOPICS = (
-    "carts.events",
-    "orders.events",
-    "payments.events",
-    "shipments.events",
-    "processes.commands",
-)
 
 
 @dataclass
@@ -206,10 +200,10 @@ def _run_tool(sc: Scenario, module: str, *args: str) -> dict[str, Any]:
 
 
 def tools(sc: Scenario) -> dict[str, Any]:
-    """Time streams.verify and streams.replay on a stopped scenario's topics, against a raw
-    read (confluent-kafka, no decoding) of the topics each one reads."""
+    """Time streams.tools.verify and streams.tools.replay on a stopped scenario's topics,
+    against a raw read (confluent-kafka, no decoding) of the topics each one reads."""
     s = sc.settings
-    inputs = [s.topic(t) for t in INPUT_TOPICS]
+    inputs = [s.topic(t) for t in PROCESS_INPUTS]
     result: dict[str, Any] = {}
     raw_inputs = raw_read(s, inputs)
     raw_with_table = raw_read(s, [*inputs, s.process_changelog_topic()])

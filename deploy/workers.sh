@@ -3,7 +3,7 @@
 #   workers.sh start [N]   start N workers (default 2) on web ports WEB_PORT, WEB_PORT+1, ...
 #   workers.sh stop        stop them cleanly (SIGTERM, then wait)
 #   workers.sh status      list them
-# Each worker n runs the process manager, and a module runner m<n> (python -m streams.runner,
+# Each worker n runs the process manager, and a module runner m<n> (python -m streams.modules.runner,
 # metrics on WEB_PORT+1000+n-1) beside it runs the module handlers in a process of its own, off
 # the worker's GIL. WORKER_RUNS_MODULES=true runs the handlers inside the workers instead.
 # Every process runs under a supervisor loop that starts it again when it exits by itself.
@@ -43,13 +43,13 @@ start_one() {
 }
 
 # Runs one process, and starts it again whenever it exits by itself: a crash, or the watchdog's
-# exit 70 when a module loop is stuck (streams/liveness.py). SIGTERM stops it, then this.
+# exit 70 when a module loop is stuck (streams/observability/liveness.py). SIGTERM stops it, then this.
 supervise() {
   local name="$1$2" port=$((base_port + $2 - 1)) dir="$data/$1$2" child="" code command
   if [[ "$1" == w ]]; then
-    command=(-m faust -A streams.worker worker -l info --web-port "$port" --web-bind "${WEB_BIND:-127.0.0.1}")
+    command=(-m faust -A streams.process.worker worker -l info --web-port "$port" --web-bind "${WEB_BIND:-127.0.0.1}")
   else
-    command=(-m streams.runner --metrics-port $((port + 1000)))
+    command=(-m streams.modules.runner --metrics-port $((port + 1000)))
   fi
   trap 'if [[ -n "$child" ]]; then kill -TERM "$child" 2>/dev/null; wait "$child"; fi; exit 0' TERM INT
   local generation=0

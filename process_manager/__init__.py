@@ -6,7 +6,7 @@ of transitions (``TRANSITIONS``), and never does I/O: ids, time and timeouts are
 The diagram generator lives in ``process_manager.diagram`` (run it with ``python -m``).
 """
 
-from process_manager.decider import Outcome, OutcomeKind, evolve, handle, resume
+from process_manager.decider import Outcome, OutcomeKind, evolve, handle, note, react, resume
 from process_manager.process import HistoryEntry, Process, Quarantine, SentCommand
 from process_manager.quarantine import Decide, as_logged, is_quarantined, reason_of, step
 from process_manager.states import DEFAULT_TIMEOUTS, TERMINAL_STATES, State, Timeouts, is_terminal
@@ -33,6 +33,8 @@ __all__ = [
     "handle",
     "is_quarantined",
     "is_terminal",
+    "note",
+    "react",
     "reason_of",
     "resume",
     "step",

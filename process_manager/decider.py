@@ -1,11 +1,12 @@
 """The order process as a pure decider: ``handle`` one message, ``resume`` after a crash.
 
 ``handle(process, envelope, timeouts=...)`` looks the pair (state, trigger) up in
-``TRANSITIONS``. With a row, the process moves: it records the message's facts, enters the
-next state with a new deadline, and returns the row's commands as envelopes. Without a row
-the message is ``ignored`` (late, out of order, or not this process's) and nothing changes;
-the edge logs it. One exception: a ``PaymentSettled`` with no row is still noted on the
-record (``payment_settled``), without a move.
+``TRANSITIONS``. With a row, the process moves: ``evolve`` records the message's facts and
+enters the next state with a new deadline, and ``react`` returns the row's commands as
+envelopes. Before that, ``handle`` answers a duplicate and ignores what cannot concern the
+process. Without a row the message is ``ignored`` (late, out of order, or not this
+process's) and nothing changes; the edge logs it. One exception: a ``PaymentSettled`` with no
+row is still noted on the record (``payment_settled``), without a move.
 
 Crash recovery: a duplicate re-sends what is owed. Writing the process table and sending the
 commands are not one atomic step at the edge (faust's exactly-once is not to be trusted), so
@@ -94,16 +95,37 @@ def handle(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -
         return Outcome("ignored", _remember(process, envelope), (), why)
     state = None if process is None else process.state
     trigger = trigger_of(envelope.data)
-    transition = TRANSITIONS.get((state, trigger))
-    if transition is None:
+    if (state, trigger) not in TRANSITIONS:
         if process is not None and trigger in NOTED:
-            noted = evolve(process, envelope)
+            noted = evolve(process, envelope, timeouts=timeouts)
             if noted != process:
                 return Outcome("applied", record(noted, envelope, state, ()), (), "noted")
         return Outcome(
             "ignored", _remember(process, envelope), (), f"no transition for {trigger} in {state}"
         )
-    moved = evolve(process, envelope).model_copy(
+    moved = evolve(process, envelope, timeouts=timeouts)
+    commands = react(process, envelope, moved)
+    after = record(moved.model_copy(update={"owed": commands}), envelope, state, commands)
+    return Outcome("applied", after, commands, f"{trigger}: {state} -> {moved.state}")
+
+
+def evolve(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -> Process:
+    """``process`` after ``envelope``: the state move, and no command.
+
+    With a row in ``TRANSITIONS``: the message's facts recorded (``note``), then the row's next
+    state, with its deadline (the message's time plus the state's timeout), its cancellation
+    reason and, for ``Escalated``, why. Without a row, a fact the process notes in any state
+    (``NOTED``: a late ``PaymentSettled``) is recorded and the state stays; anything else
+    changes nothing.
+    """
+    state = None if process is None else process.state
+    trigger = trigger_of(envelope.data)
+    transition = TRANSITIONS.get((state, trigger))
+    if transition is None:
+        if process is not None and trigger not in NOTED:
+            return process
+        return note(process, envelope)  # a noted fact (without a process: ValueError)
+    moved = note(process, envelope).model_copy(
         update={
             "state": transition.next,
             "deadline": deadline_for(transition.next, envelope.occurred_at, timeouts),
@@ -112,9 +134,17 @@ def handle(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -
     )
     if transition.next == State.Escalated:
         moved = moved.model_copy(update={"escalation": _escalation(moved, state, envelope)})
-    commands = tuple(build(command, moved, envelope) for command in transition.commands)
-    after = record(moved.model_copy(update={"owed": commands}), envelope, state, commands)
-    return Outcome("applied", after, commands, f"{trigger}: {state} -> {transition.next}")
+    return moved
+
+
+def react(process: Process | None, envelope: Envelope, moved: Process) -> tuple[Envelope, ...]:
+    """The commands ``envelope`` makes ``process`` send: its row's, built for ``moved`` (the
+    process after ``evolve``) with ids derived from ``envelope``; none without a row."""
+    state = None if process is None else process.state
+    transition = TRANSITIONS.get((state, trigger_of(envelope.data)))
+    if transition is None:
+        return ()
+    return tuple(build(command, moved, envelope) for command in transition.commands)
 
 
 def _reason(
@@ -154,7 +184,7 @@ def resume(process: Process) -> list[Envelope]:
     return list(process.owed)
 
 
-def evolve(process: Process | None, envelope: Envelope) -> Process:
+def note(process: Process | None, envelope: Envelope) -> Process:
     """``process`` with the facts of ``envelope`` recorded; state and deadline stay as they are.
 
     Only a ``CartFinalized`` starts a process (in ``AwaitingOrder``, without a deadline yet).

@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from aggregates.messages import Envelope, ResumeProcess, SkipMessage
-from process_manager.decider import Outcome, evolve, handle, record
+from process_manager.decider import Outcome, handle, note, record
 from process_manager.process import Process, Quarantine
 from process_manager.states import Timeouts
 
@@ -91,7 +91,7 @@ def is_quarantined(process: Process | None) -> bool:
 def _quarantine(process: Process | None, envelope: Envelope, reason: str) -> Outcome:
     if process is None:
         try:
-            process = evolve(None, envelope)
+            process = note(None, envelope)
         except Exception:
             return Outcome("failed", None, (), reason)
     quarantine = Quarantine(message=envelope, reason=reason)

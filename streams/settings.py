@@ -11,6 +11,11 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from process_manager import DEFAULT_TIMEOUTS, State, Timeouts
+
+PROCESS_TABLE = "processes"
+"""The Faust table of the process manager (it names the table's changelog topic)."""
+
 
 class Settings(BaseSettings):
     """Every knob of the system, with defaults that work on a developer machine."""
@@ -43,10 +48,10 @@ class Settings(BaseSettings):
     timeout_check_interval_s: float = 0.5
     payment_settlement_delay_s: float = 5.0
     # The modules' command handlers run in every worker unless this is false; then they run in
-    # their own processes (python -m streams.runner), which take them off the worker's GIL.
+    # their own processes (python -m streams.modules.runner), which take them off the worker's GIL.
     worker_runs_modules: bool = True
     # A module loop silent this long is stuck for good: the worker exits for its supervisor to
-    # restart it (streams/liveness.py). Above every client call's own timeout (30 s).
+    # restart it (streams/observability/liveness.py). Above every client call's own timeout (30 s).
     stall_exit_after_s: float = Field(default=90.0, gt=30.0)
 
     log_format: str = Field(default="console", pattern="^(json|console)$")
@@ -68,21 +73,35 @@ class Settings(BaseSettings):
         host = self.web_host or (self.web_bind if self.web_bind != "0.0.0.0" else socket.getfqdn())
         return f"http://{host}:{self.web_port}"
 
-    def faust_app_id(self) -> str:
-        """The id Faust derives from app id and version (its group id and topic prefix)."""
-        return self.app_id if self.app_version <= 1 else f"{self.app_id}-v{self.app_version}"
+    def faust_app_id(self, version: int | None = None) -> str:
+        """The id Faust derives from app id and version (default: ``app_version``): its group
+        id and its tables' changelog prefix.
 
-    def process_changelog_topic(self) -> str:
-        return f"{self.faust_app_id()}-processes-changelog"
+        Faust's ``id_format`` default is ``{id}-v{self.version}``, applied for version > 1 only
+        (faust/types/settings/settings.py).
+        """
+        version = self.app_version if version is None else version
+        return self.app_id if version <= 1 else f"{self.app_id}-v{version}"
+
+    def process_changelog_topic(self, version: int | None = None) -> str:
+        """The process table's changelog: ``<faust app id>-processes-changelog``, no prefix
+        (faust/tables/base.py)."""
+        return f"{self.faust_app_id(version)}-{PROCESS_TABLE}-changelog"
 
     def topic(self, name: str) -> str:
         """The full name of a contract topic, with the configured prefix."""
         return f"{self.topic_prefix}{name}"
 
-    def timeout_overrides(self, states: list[str]) -> dict[str, timedelta]:
-        """The configured timeout of each state in ``states`` that has one."""
-        seconds = dict.fromkeys(states, self.process_timeout_all_s) | self.process_timeouts
-        return {state: timedelta(seconds=s) for state, s in seconds.items() if s is not None}
+    def timeouts(self) -> Timeouts:
+        """The process timeouts: the configured ones over ``DEFAULT_TIMEOUTS``.
+
+        The worker runs with them; replay, verify and check fold with them.
+        """
+        seconds = dict.fromkeys(State, self.process_timeout_all_s) | {
+            State(state): s for state, s in self.process_timeouts.items()
+        }
+        overrides = {state: timedelta(seconds=s) for state, s in seconds.items() if s is not None}
+        return {**DEFAULT_TIMEOUTS, **overrides}
 
     def confluent_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka configuration for confluent-kafka clients."""

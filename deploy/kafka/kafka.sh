@@ -70,7 +70,7 @@ while True:
 
 wait_ready() {
   local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-90}))
-  until "$python" -m streams.admin ping --bootstrap "127.0.0.1:${port}" 2>/dev/null; do
+  until "$python" -m streams.kafka.admin ping --bootstrap "127.0.0.1:${port}" 2>/dev/null; do
     if ! running; then log "broker exited; see $data/logs/"; tail -n 30 "$data/logs/console.log" >&2 || true; exit 1; fi
     if (( SECONDS > deadline )); then log "not ready in time"; exit 1; fi
     sleep 0.5

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from streams.admin import ping
+from streams.kafka.admin import ping
 from tests.chaos.members import Member
 from tests.chaos.plan import Kill, Plan
 from tests.integration.harness import REPO

@@ -97,7 +97,7 @@ class Member:
 
 def worker(n: int, env: dict[str, str], data: Path, port: int) -> Member:
     """Faust worker ``w<n>`` on web port ``port`` (also its stable worker id)."""
-    service = faust_worker("streams.worker", env, data / f"w{n}", port)
+    service = faust_worker("streams.process.worker", env, data / f"w{n}", port)
     return Member(f"w{n}", "worker", service.argv, service.env, service.data_dir, b"Ready")
 
 
@@ -105,6 +105,6 @@ def runner(n: int, env: dict[str, str], data: Path, port: int) -> Member:
     """Module runner ``m<n>`` (every module handler, the outbox relay, the read model), as
     ``deploy/workers.sh`` runs one beside each worker: its ``WEB_PORT`` makes its static
     group member ids, so each runner needs its own."""
-    argv = ["-m", "streams.runner"]
+    argv = ["-m", "streams.modules.runner"]
     env = {**env, "WEB_PORT": str(port)}
     return Member(f"m{n}", "runner", argv, env, data / f"m{n}", b"modules running")

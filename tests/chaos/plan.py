@@ -54,7 +54,7 @@ class Profile:
     worker_kills: int
     runner_kills: int
     separate_modules: bool
-    """Module handlers in runners of their own (``python -m streams.runner``) beside the
+    """Module handlers in runners of their own (``python -m streams.modules.runner``) beside the
     workers, as ``make start`` runs them, rather than in threads of the workers."""
     outage: Outage | None
     kills_while_down: int

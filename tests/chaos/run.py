@@ -1,5 +1,5 @@
 """Chaos run: orders of every outcome through the workers while processes are killed with
-SIGKILL and the broker is stopped; then the independent checker (`streams.check`) judges it.
+SIGKILL and the broker is stopped; then the independent checker (`streams.tools.check`) judges it.
 
     python -m tests.chaos.run [--profile classic|long-outage|long-outage-short] [--seed N]
                               [--orders N] [--rate R] [--burst N] [--outage-s S]
@@ -14,7 +14,7 @@ started, and again in the summary with how long its victim took to be ready agai
 
 - ``classic`` (``make chaos``): two workers with the module handlers in their threads, a
   Faust worker killed about every 8 s, the broker restarted once.
-- ``long-outage``: two workers and two module runners (``python -m streams.runner``, as
+- ``long-outage``: two workers and two module runners (``python -m streams.modules.runner``, as
   ``make start`` runs them), workers and runners killed before, during and after a broker
   outage longer than the payment and shipment timeouts the workers run with, and a burst of
   carts around the stop, so that many processes are caught mid-way and time out.
@@ -49,12 +49,13 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.demo import Tracker, cart_records, kind_of
-from streams.metrics import ConsumerLag, consumer_groups
+from streams.kafka import groups
+from streams.modules.shipment.store import set_stock
+from streams.observability.lag import ConsumerLag
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings, get_settings
-from streams.shipment.store import set_stock
+from streams.tools.demo import Tracker, cart_records, kind_of
 from tests.chaos.conductor import Conductor, Journal
 from tests.chaos.members import Member, runner, worker
 from tests.chaos.plan import (
@@ -141,7 +142,7 @@ def drain(settings: Settings, journal: Journal, limit_s: float) -> dict[str, int
     still take in late messages after the last process ended, e.g. a payment settling);
     return what is left after ``limit_s`` per ``"<group> <topic>"`` (``None``: never
     measured). verify compares a quiet system only."""
-    lag = ConsumerLag(settings, consumer_groups(settings))
+    lag = ConsumerLag(settings, groups.members(settings))
     deadline = time.monotonic() + limit_s
     behind: dict[str, int] | None = None
     shown = 0.0
@@ -293,11 +294,11 @@ def run(profile: Profile, seed: int, data_dir: Path) -> int:
 def run_checker(
     env: dict[str, str], run_id: str, seeded: dict[str, int], run_dir: Path
 ) -> tuple[int, dict[str, Any]]:
-    """Run ``python -m streams.check`` on the run's topics; its output also goes to check.log."""
+    """Run ``python -m streams.tools.check`` on the run's topics; its output goes to check.log."""
     check_env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
     seeded_args = [f"{sku}={qty}" for sku, qty in seeded.items()]
     out = run_dir / "check.json"
-    argv = [sys.executable, "-m", "streams.check", "--orders", run_id, "--json-out", str(out)]
+    argv = [sys.executable, "-m", "streams.tools.check", "--orders", run_id, "--json-out", str(out)]
     with (run_dir / "check.log").open("wb") as log:
         checked = subprocess.Popen(
             [*argv, "--seeded", *seeded_args], env=check_env, cwd=REPO, stdout=subprocess.PIPE

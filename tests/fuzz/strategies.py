@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from aggregates.messages import MESSAGE_TYPES
-from streams.topics import ACCEPTED_TYPES
+from streams.kafka.topics import ACCEPTED_TYPES
 
 INPUT_TOPICS = sorted(ACCEPTED_TYPES)
 ENVELOPE_FIELDS = ["message_id", "type", "occurred_at", "correlation_id", "causation_id", "data"]

@@ -37,8 +37,8 @@ from aggregates.messages import (
     SettlePayment,
     to_wire,
 )
-from streams.codec import external
-from streams.routing import owner_of
+from streams.kafka.codec import external
+from streams.kafka.routing import owner_of
 from streams.settings import Settings
 from tests.fuzz.strategies import INPUT_TOPICS, bad_record, wrong_topics
 from tests.integration.flows import (
@@ -106,7 +106,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
 
     isolated, env = isolated_settings(get_settings())
     env |= {"ORDERFLOW_FAULT": "process_handler_error", "ORDERFLOW_FAULT_MATCH": BROKEN}
-    worker = faust_worker("streams.worker", env, tmp_path_factory.mktemp("fuzz"), WEB_PORT)
+    worker = faust_worker("streams.process.worker", env, tmp_path_factory.mktemp("fuzz"), WEB_PORT)
     worker.start()
     sku = f"{env['APP_ID']}-sku"
     stock(isolated, {sku: 1_000_000})

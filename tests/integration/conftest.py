@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.admin import ping
+from streams.kafka.admin import ping
 from streams.settings import Settings, get_settings
 from tests.integration.harness import Service
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from aggregates.messages import AddProduct, CancelProcess, FinalizeCart, OpenCart, PaymentMethod
 from process_manager import TERMINAL_STATES
+from streams.modules.shipment.store import set_stock, stock_levels
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings
-from streams.shipment.store import set_stock, stock_levels
 from tests.integration.harness import produce, wire
 
 TERMINAL = frozenset(state.value for state in TERMINAL_STATES)
@@ -84,7 +84,7 @@ def history_types(process: dict[str, Any]) -> list[str]:
 
 
 def stock(settings: Settings, levels: dict[str, int]) -> None:
-    """Set warehouse stock, as `python -m streams.shipment stock set` does."""
+    """Set warehouse stock, as `python -m streams.modules.shipment stock set` does."""
     migrate(settings.database_url)
     with connect(settings.database_url) as conn, conn.transaction():
         for sku, quantity in levels.items():

@@ -17,9 +17,9 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from aggregates.messages import Envelope, Message, from_wire
-from streams.admin import ensure_topics
-from streams.codec import encode, external, key_of
-from streams.routing import owner_of
+from streams.kafka.admin import ensure_topics
+from streams.kafka.codec import encode, external, key_of
+from streams.kafka.routing import owner_of
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,8 +180,8 @@ def faust_worker(app: str, env: dict[str, str], data_dir: Path, web_port: int) -
 
 
 def module_runner(env: dict[str, str], data_dir: Path, only: str, name: str = "modules") -> Service:
-    """`python -m streams.runner --only ...`: ready once every module loaded its partitions."""
-    argv = ["-m", "streams.runner", "--only", only]
+    """`python -m streams.modules.runner --only ...`: ready once each module has its partitions."""
+    argv = ["-m", "streams.modules.runner", "--only", only]
     return Service(argv, env, data_dir, name, b"modules running")
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from streams.app import create_app
-from streams.logs import configure_logging
+from streams.kafka.app import create_app
+from streams.observability.logs import configure_logging
 from streams.settings import get_settings
 
 settings = get_settings()

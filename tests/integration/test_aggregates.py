@@ -11,7 +11,7 @@ import pytest
 
 from aggregates.messages import AddProduct, FinalizeCart, OpenCart, ProductItem
 from streams.faults import PROCESSOR_HANG_BEFORE_OFFSETS
-from streams.liveness import EXIT_STALLED
+from streams.observability.liveness import EXIT_STALLED
 from streams.settings import Settings
 from tests.integration.harness import (
     Service,

@@ -42,7 +42,7 @@ def test_a_worker_killed_before_its_table_write_reached_kafka_has_not_committed_
     system, env = isolated_settings(settings)
     env |= {"WORKER_RUNS_MODULES": "false"}
     fault = {"ORDERFLOW_FAULT": "changelog_publish_delay", "ORDERFLOW_FAULT_DELAY_S": "12"}
-    worker = faust_worker("streams.worker", env | fault, tmp_path / "first", WEB_PORT)
+    worker = faust_worker("streams.process.worker", env | fault, tmp_path / "first", WEB_PORT)
     services.append(worker)
     worker.start()
 
@@ -64,7 +64,7 @@ def test_a_worker_killed_before_its_table_write_reached_kafka_has_not_committed_
         )
 
     # And a new owner (no local state) ends with the cart taken in
-    successor = faust_worker("streams.worker", env, tmp_path / "successor", WEB_PORT)
+    successor = faust_worker("streams.process.worker", env, tmp_path / "successor", WEB_PORT)
     services.append(successor)
     successor.start()
     deadline = time.monotonic() + 60

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from streams.consuming import take
+from streams.kafka.consuming import take
 from streams.settings import Settings
 from tests.integration.harness import (
     Service,

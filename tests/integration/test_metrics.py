@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.metrics import consumer_groups
+from streams.kafka.groups import members
 from streams.settings import Settings
 from tests.integration.flows import place_order, stock, wait_terminal
 from tests.integration.harness import (
@@ -71,7 +71,7 @@ def test_metrics_count_transitions_outcomes_dead_letters_and_lag(
     # Given a worker on fresh topics, with short timeouts and no settlement during the test
     system, env = isolated_settings(settings)
     env |= {"PROCESS_TIMEOUT_ALL_S": "4", "PAYMENT_SETTLEMENT_DELAY_S": "600"}
-    worker = faust_worker("streams.worker", env, tmp_path / "w", METRICS_PORT)
+    worker = faust_worker("streams.process.worker", env, tmp_path / "w", METRICS_PORT)
     services.append(worker)
     worker.start()
     sku = unique("sku")
@@ -93,7 +93,7 @@ def test_metrics_count_transitions_outcomes_dead_letters_and_lag(
     assert sorted(states) == ["Cancelled", "Cancelled", "Completed", "Completed"]
 
     # Then the gauges show the ended processes, and no group lags behind
-    groups = consumer_groups(system)
+    groups = members(system)
     samples = eventually(
         METRICS_PORT,
         lambda s: (
@@ -169,7 +169,7 @@ def test_every_json_log_line_about_a_message_carries_its_order_and_ids(
     # Given a worker logging JSON at debug level
     system, env = isolated_settings(settings)
     env |= {"LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG", "PAYMENT_SETTLEMENT_DELAY_S": "600"}
-    worker = faust_worker("streams.worker", env, tmp_path / "w", LOGS_PORT)
+    worker = faust_worker("streams.process.worker", env, tmp_path / "w", LOGS_PORT)
     services.append(worker)
     worker.start()
     sku = unique("sku")
@@ -191,10 +191,10 @@ def test_every_json_log_line_about_a_message_carries_its_order_and_ids(
     # from the process manager, the command handlers, the shipment handler and the relay
     loggers = {line.get("logger_name") for line in ours}
     assert {
-        "streams.worker",
-        "streams.aggregate_processor",
-        "streams.shipment.handler",
-        "streams.shipment.outbox",
+        "streams.process.worker",
+        "streams.modules.processor",
+        "streams.modules.shipment.handler",
+        "streams.modules.shipment.outbox",
     } <= loggers, loggers
     # and external commands have no cause
     finalize = [line for line in ours if line.get("command") == "FinalizeCart"]

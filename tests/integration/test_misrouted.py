@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from aggregates.messages import AddProduct, CancelProcess, FinalizeCart, OpenCart
-from streams.routing import owner_of
+from streams.kafka.routing import owner_of
 from streams.settings import Settings
 from tests.integration.flows import get_process, place_order, wait_terminal
 from tests.integration.harness import (
@@ -71,7 +71,7 @@ def test_a_cancel_from_a_default_partitioner_client_cancels_the_process(
     # Given a worker and an order stalled in AwaitingPayment (the gateway never answers)
     system, env = isolated_settings(settings)
     env |= {"PROCESS_TIMEOUTS": json.dumps({"AwaitingPayment": 600})}
-    worker = faust_worker("streams.worker", env, tmp_path / "worker", WEB_PORT)
+    worker = faust_worker("streams.process.worker", env, tmp_path / "worker", WEB_PORT)
     services.append(worker)
     worker.start()
     order_id = misrouted_id("order", system.topic_partitions)

@@ -46,7 +46,7 @@ def system(settings: Settings, services: list[Service], tmp_path: Path) -> Setti
     isolated, env = isolated_settings(settings)
     # Settlement well after the flows end, so an out-of-stock discard finds it unsettled.
     env |= {"PROCESS_TIMEOUT_ALL_S": "4", "PAYMENT_SETTLEMENT_DELAY_S": "60"}
-    worker = faust_worker("streams.worker", env, tmp_path / "w1", WEB_PORT)
+    worker = faust_worker("streams.process.worker", env, tmp_path / "w1", WEB_PORT)
     services.append(worker)
     worker.start()
     return isolated
@@ -169,7 +169,7 @@ def patient(settings: Settings, services: list[Service], tmp_path: Path) -> Sett
         "PROCESS_TIMEOUTS": json.dumps({"AwaitingShipment": 60}),
         "PAYMENT_SETTLEMENT_DELAY_S": "60",
     }
-    worker = faust_worker("streams.worker", env, tmp_path / "w1", WEB_PORT)
+    worker = faust_worker("streams.process.worker", env, tmp_path / "w1", WEB_PORT)
     services.append(worker)
     worker.start()
     return isolated
@@ -280,8 +280,8 @@ def test_two_workers_share_the_orders_and_survive_one_being_killed(
     isolated, env = isolated_settings(settings)
     # Timeouts longer than the outage: this test is about ownership, not about timeouts.
     env |= {"PROCESS_TIMEOUT_ALL_S": "90", "PAYMENT_SETTLEMENT_DELAY_S": "60"}
-    first = faust_worker("streams.worker", env, tmp_path / "w1", WEB_PORT + 1)
-    second = faust_worker("streams.worker", env, tmp_path / "w2", WEB_PORT + 2)
+    first = faust_worker("streams.process.worker", env, tmp_path / "w1", WEB_PORT + 1)
+    second = faust_worker("streams.process.worker", env, tmp_path / "w2", WEB_PORT + 2)
     services.extend([first, second])
     first.start()
     second.start()
@@ -342,7 +342,7 @@ def split(settings: Settings, services: list[Service], tmp_path: Path) -> Split:
         "PROCESS_TIMEOUT_ALL_S": "4",
         "PAYMENT_SETTLEMENT_DELAY_S": "60",
     }
-    worker = faust_worker("streams.worker", env, tmp_path / "w", SPLIT_PORT)
+    worker = faust_worker("streams.process.worker", env, tmp_path / "w", SPLIT_PORT)
     modules = module_runner(env, tmp_path / "m", "carts,orders,payments,outbox")
     shipments = module_runner(env, tmp_path / "s", "shipments", name="shipments")
     services.extend([worker, modules, shipments])

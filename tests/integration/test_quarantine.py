@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from streams.routing import owner_of
+from streams.kafka.routing import owner_of
 from streams.settings import Settings
 from tests.integration.flows import get_process, history_types, place_order, stock, wait_terminal
 from tests.integration.harness import REPO, Service, faust_worker, isolated_settings, unique
@@ -67,9 +67,16 @@ def quarantine_of(order_id: str) -> dict[str, Any] | None:
 
 
 def operator(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m streams.operator`` against the worker, as an operator runs it."""
+    """``python -m streams.process.operator`` against the worker, as an operator runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "streams.operator", "--url", f"http://127.0.0.1:{WEB_PORT}", *args],
+        [
+            sys.executable,
+            "-m",
+            "streams.process.operator",
+            "--url",
+            f"http://127.0.0.1:{WEB_PORT}",
+            *args,
+        ],
         cwd=REPO,
         env={**os.environ, **env, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -112,7 +119,7 @@ def test_a_raising_handler_quarantines_one_process_and_skip_and_resume_release_i
     sku = unique("sku")
     stock(isolated, {sku: 10})
     data_dir = tmp_path / "worker"
-    worker = faust_worker("streams.worker", env | fault, data_dir, WEB_PORT)
+    worker = faust_worker("streams.process.worker", env | fault, data_dir, WEB_PORT)
     services.append(worker)
     worker.start()
 
@@ -159,7 +166,7 @@ def test_a_raising_handler_quarantines_one_process_and_skip_and_resume_release_i
 
     # When the fix is deployed (the worker restarts without the fault) and to_resume resumed
     worker.stop()
-    fixed = faust_worker("streams.worker", env, data_dir, WEB_PORT)
+    fixed = faust_worker("streams.process.worker", env, data_dir, WEB_PORT)
     services.append(fixed)
     fixed.start()
     eventually(lambda: quarantine_of(to_resume))
@@ -179,7 +186,7 @@ def test_a_raising_handler_quarantines_one_process_and_skip_and_resume_release_i
 
     # And a fold of the log agrees with the live table, for all five orders
     verify = subprocess.run(
-        [sys.executable, "-m", "streams.verify", "--json"],
+        [sys.executable, "-m", "streams.tools.verify", "--json"],
         cwd=REPO,
         env={**os.environ, **env, "PYTHONPATH": str(REPO)},
         capture_output=True,

@@ -16,10 +16,11 @@ from urllib.parse import quote
 
 import pytest
 
+from streams.kafka.topics import EVENT_TOPICS
 from streams.postgres.db import connect
-from streams.read_model import OrderView, fetch
+from streams.read_model.projection import OrderView
+from streams.read_model.store import fetch
 from streams.settings import Settings
-from streams.topics import EVENT_TOPICS
 from tests.integration.flows import cancel_process, get_process, place_order, stock, wait_terminal
 from tests.integration.harness import (
     REPO,
@@ -54,7 +55,7 @@ def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     database_url = f"{settings.database_url}?options={quote(f'-csearch_path={schema}')}"
     isolated, env = isolated_settings(settings.model_copy(update={"database_url": database_url}))
     env |= TIMING | {"DATABASE_URL": database_url}
-    worker = faust_worker("streams.worker", env, tmp_path_factory.mktemp("rm"), WEB_PORT)
+    worker = faust_worker("streams.process.worker", env, tmp_path_factory.mktemp("rm"), WEB_PORT)
     worker.start()
     try:
         yield System(isolated, env, worker, run_orders(isolated))
@@ -178,7 +179,7 @@ def test_projecting_again_from_scratch_gives_identical_rows(system: System) -> N
 
     # When the read model is rebuilt from the events topics
     result = subprocess.run(
-        [sys.executable, "-m", "streams.replay", "--read-model-only", "--json"],
+        [sys.executable, "-m", "streams.tools.replay", "--read-model-only", "--json"],
         cwd=REPO,
         env={**os.environ, **system.env, "PYTHONPATH": str(REPO)},
         capture_output=True,

@@ -1,9 +1,9 @@
 """Verify and replay on the real broker: a real worker runs orders, then the tools check them.
 
 One worker of version 1 runs five orders to their ends (completed, declined, discarded after
-out of stock, refunded, timed out). Then ``python -m streams.verify`` must find nothing wrong,
+out of stock, refunded, timed out). Then ``python -m streams.tools.verify`` must find nothing wrong,
 and must name an order whose live record was tampered with. Finally ``python -m
-streams.replay`` rebuilds the table into version 2, and a worker of version 2 serves the
+streams.tools.replay`` rebuilds the table into version 2, and a worker of version 2 serves the
 replayed processes without sending a single command of the past.
 """
 
@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from process_manager import Process, State
-from streams.replay import changelog_topic, read_table, scan
+from streams.kafka.topics import COMMAND_TOPICS
 from streams.settings import Settings
-from streams.topics import COMMAND_TOPICS
+from streams.tools.history import read_table, scan
 from tests.integration.flows import get_process, place_order, stock, wait_terminal
 from tests.integration.harness import (
     REPO,
@@ -59,7 +59,7 @@ def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     isolated, env = isolated_settings(settings)
     env |= TIMING
     data_dir = tmp_path_factory.mktemp("replay")
-    worker = faust_worker("streams.worker", env, data_dir / "v1", WEB_PORT_V1)
+    worker = faust_worker("streams.process.worker", env, data_dir / "v1", WEB_PORT_V1)
     worker.start()
     try:
         sku, short = unique("sku"), unique("sku")
@@ -100,7 +100,7 @@ def run_tool(module: str, env: dict[str, str], *args: str) -> subprocess.Complet
 
 def test_verify_finds_no_difference_after_real_flows(system: System) -> None:
     # When verify folds every input of the worker and compares with its live table
-    result = run_tool("streams.verify", system.env, "--json")
+    result = run_tool("streams.tools.verify", system.env, "--json")
 
     # Then nothing differs, and every order was checked
     assert result.returncode == 0, result.stdout + result.stderr
@@ -114,7 +114,7 @@ def test_verify_finds_no_difference_after_real_flows(system: System) -> None:
 
 def test_verify_names_an_order_whose_live_state_was_tampered_with(system: System) -> None:
     # Given a bogus record for one order in the live table's changelog
-    topic = changelog_topic(system.settings, 1)
+    topic = system.settings.process_changelog_topic(1)
     order_id = next(o for o, (state, _) in system.outcomes.items() if state == "Cancelled")
     original = read_table(system.settings, topic)[order_id]
     assert original.value is not None
@@ -123,7 +123,7 @@ def test_verify_names_an_order_whose_live_state_was_tampered_with(system: System
     produce_to(system.settings, topic, original.partition, order_id, bogus)
     try:
         # When verify runs
-        result = run_tool("streams.verify", system.env)
+        result = run_tool("streams.tools.verify", system.env)
 
         # Then it fails and names that order, and only that one
         assert result.returncode == 1, result.stdout + result.stderr
@@ -131,11 +131,11 @@ def test_verify_names_an_order_whose_live_state_was_tampered_with(system: System
         assert f"{order_id}: mismatch: state" in result.stdout
     finally:
         produce_to(system.settings, topic, original.partition, order_id, real)
-    assert run_tool("streams.verify", system.env).returncode == 0
+    assert run_tool("streams.tools.verify", system.env).returncode == 0
 
 
 def test_verify_limited_to_some_orders_checks_only_those(system: System) -> None:
-    result = run_tool("streams.verify", system.env, "--json", "--limit-orders", "2")
+    result = run_tool("streams.tools.verify", system.env, "--json", "--limit-orders", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["limited"] and report["orders_folded"] <= 2
@@ -150,7 +150,7 @@ def test_replay_into_a_new_version_serves_the_same_processes_without_new_command
     commands_before = commands_sent(system.settings)
 
     # When the table is replayed into version 2
-    result = run_tool("streams.replay", system.env, "--json")
+    result = run_tool("streams.tools.replay", system.env, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     app_id = system.env["APP_ID"]
@@ -160,7 +160,10 @@ def test_replay_into_a_new_version_serves_the_same_processes_without_new_command
     print(f"replay: {report['events']} events, {report['events_per_s']} events/s")
     # and a worker of version 2 starts (step 2 of the switch)
     v2 = faust_worker(
-        "streams.worker", {**system.env, "APP_VERSION": "2"}, system.data_dir / "v2", WEB_PORT_V2
+        "streams.process.worker",
+        {**system.env, "APP_VERSION": "2"},
+        system.data_dir / "v2",
+        WEB_PORT_V2,
     )
     v2.start()
     try:
@@ -178,14 +181,14 @@ def test_replay_into_a_new_version_serves_the_same_processes_without_new_command
         place_order(system.settings, order_id, "card_declined", [("sku-x", 1)])
         assert wait_terminal(WEB_PORT_V2, order_id)["state"] == "Cancelled"
         # and its live table verifies against the inputs
-        result = run_tool("streams.verify", {**system.env, "APP_VERSION": "2"})
+        result = run_tool("streams.tools.verify", {**system.env, "APP_VERSION": "2"})
         assert result.returncode == 0, result.stdout + result.stderr
     finally:
         v2.stop()
 
 
 def test_replay_refuses_a_version_that_is_in_use(system: System) -> None:
-    result = run_tool("streams.replay", system.env, "--to-version", "2")
+    result = run_tool("streams.tools.replay", system.env, "--to-version", "2")
     assert result.returncode == 2
     assert "replay refused" in result.stderr
 

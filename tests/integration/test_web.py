@@ -127,7 +127,7 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
     isolated, env = isolated_settings(settings)
     env |= {"OPERATOR_TOKEN": TOKEN, "PROCESS_TIMEOUTS": json.dumps({"AwaitingPayment": 600})}
     base = tmp_path_factory.mktemp("web")
-    workers = [faust_worker("streams.worker", env, base / f"w{p}", p) for p in PORTS]
+    workers = [faust_worker("streams.process.worker", env, base / f"w{p}", p) for p in PORTS]
     try:
         for worker in workers:
             worker.start()

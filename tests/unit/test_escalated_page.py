@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from streams.ui.pages import process_page
-from streams.web import summarize
+from streams.process.queries import summarize
+from streams.process.ui.pages import process_page
 from tests.unit.process_manager.scenario import DISCARDING, given
 
 

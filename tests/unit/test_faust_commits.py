@@ -1,4 +1,4 @@
-"""The offsets a Faust worker commits on a topic with transaction markers (streams/app.py)."""
+"""The offsets a Faust worker commits on a topic with transaction markers (streams/kafka/app.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from intervaltree import IntervalTree
 
-from streams.app import add_gap, committable_offset
+from streams.kafka.app import add_gap, committable_offset
 
 TP = "orders.events-0"
 

@@ -1,11 +1,11 @@
-"""The watchdog over the module loops (streams/liveness.py)."""
+"""The watchdog over the module loops (streams/observability/liveness.py)."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from streams import liveness
+from streams.observability import liveness
 
 
 def _in_thread(name: str, action: object) -> None:

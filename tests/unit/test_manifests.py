@@ -28,9 +28,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from streams import metrics
+from streams.kafka.topics import contract_topics
+from streams.observability import lag, metrics
 from streams.settings import Settings
-from streams.topics import contract_topics
 from tests.unit.custom_resources import SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -534,10 +534,14 @@ def compose_process_problems(compose: dict[str, Any]) -> list[str]:
     services = orderflow_services(compose)
     setup = services.get("setup", {})
     command = " ".join(setup.get("command", []))
-    if "streams.admin topics" not in command or "migrate" not in command:
+    if "streams.kafka.admin topics" not in command or "migrate" not in command:
         problems.append("the setup job does not create the topics and migrate")
-    workers = {n: s for n, s in services.items() if "streams.worker" in s.get("command", [])}
-    runners = {n: s for n, s in services.items() if "streams.runner" in s.get("command", [])}
+    workers = {
+        n: s for n, s in services.items() if "streams.process.worker" in s.get("command", [])
+    }
+    runners = {
+        n: s for n, s in services.items() if "streams.modules.runner" in s.get("command", [])
+    }
     if not workers or len(workers) != len(runners):
         problems.append(f"{len(workers)} workers and {len(runners)} module runners")
     for group in (workers, runners):
@@ -575,7 +579,7 @@ def test_two_workers_with_one_worker_id_fail() -> None:
 @cache
 def worker_routes() -> tuple[str, ...]:
     """The paths the worker's web server serves: ours, and Faust's own blueprints."""
-    from streams.worker import app
+    from streams.process.worker import app
 
     app.web.blueprints.apply(app.web)
     return tuple(app.web.views)
@@ -596,9 +600,9 @@ def route_problems(docs: Docs, compose: dict[str, Any]) -> list[str]:
             get = container.get(kind, {}).get("httpGet")
             if get is None:
                 continue
-            if "streams.worker" in runs and not served(get["path"]):
+            if "streams.process.worker" in runs and not served(get["path"]):
                 problems.append(f"{container['name']} {kind}: the worker serves no {get['path']}")
-            if "streams.runner" in runs and (
+            if "streams.modules.runner" in runs and (
                 get["path"] != "/metrics" or f"--metrics-port {ports.get(get['port'])}" not in runs
             ):
                 problems.append(f"{container['name']} {kind}: not the runner's metrics port")
@@ -641,7 +645,7 @@ def exported_metrics() -> dict[str, set[str]]:
             found[f"{value._name}_total"] = set(value._labelnames)
     gauges = [
         *metrics.ProcessStates(app=None, table=None).collect(),
-        *metrics.ConsumerLag(Settings(), {}).collect(),
+        *lag.ConsumerLag(Settings(), {}).collect(),
     ]
     for family in gauges:
         found[family.name] = set(family._labelnames)  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""The metrics module without Kafka: series names, labels, and the process-state gauge."""
+"""The metrics without Kafka: series names, labels, the groups the lag covers, the state gauge."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from process_manager import State
-from streams import metrics
+from streams.kafka import groups as kafka_groups
+from streams.observability import lag, metrics
 from streams.settings import Settings
 
 
@@ -43,7 +44,7 @@ def test_a_transition_from_no_process_counts_as_from_none() -> None:
 
 def test_the_project_groups_are_the_process_manager_and_each_module() -> None:
     settings = Settings(app_id="shop", app_version=2, topic_prefix="p.")
-    groups = metrics.consumer_groups(settings)
+    groups = kafka_groups.members(settings)
     assert groups["shop-v2"] == [
         "p.carts.events",
         "p.orders.events",
@@ -64,7 +65,7 @@ def test_the_project_groups_are_the_process_manager_and_each_module() -> None:
 
 def test_reads_of_one_partition_at_two_positions_go_in_separate_batches() -> None:
     reads = [("a", 0, 5), ("a", 0, 7), ("a", 1, 3)]
-    assert list(metrics._unique_partitions(reads)) == [[("a", 0, 5), ("a", 1, 3)], [("a", 0, 7)]]
+    assert list(lag._unique_partitions(reads)) == [[("a", 0, 5), ("a", 1, 3)], [("a", 0, 7)]]
 
 
 def test_process_states_count_the_table_and_keep_the_last_count_while_rebalancing() -> None:

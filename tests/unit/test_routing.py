@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.routing import Forward, misrouted, owner_of
+from streams.kafka.routing import Forward, misrouted, owner_of
 
 PARTITIONS = 8
 

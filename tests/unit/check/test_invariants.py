@@ -27,7 +27,8 @@ from aggregates.messages import (
 )
 from process_manager import DEFAULT_TIMEOUTS, State
 from process_manager.process import MAX_APPLIED_IDS
-from streams.check import (
+from streams.kafka.topics import PROCESS_INPUTS
+from streams.tools.check import (
     LiveRecord,
     double_effects,
     live_record,
@@ -36,7 +37,7 @@ from streams.check import (
     stock_violations,
     unapplied,
 )
-from streams.replay import INPUT_TOPICS, Input, TableRecord, fold_order
+from streams.tools.history import Input, TableRecord, fold_order
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 ORDER = "order-1"
@@ -275,7 +276,7 @@ def test_an_order_escalated_by_timestamps_but_completed_in_the_workers_order_is_
             correlation_id=ORDER,
             causation_id=f"c{n}",
         )
-        inputs.append(Input(int(at * 1000), INPUT_TOPICS.index(topic), n, ORDER, envelope))
+        inputs.append(Input(int(at * 1000), PROCESS_INPUTS.index(topic), n, ORDER, envelope))
     inputs.sort(key=lambda i: i.timestamp)
     timeouts = {**DEFAULT_TIMEOUTS, State.RecordingPayment: timedelta(seconds=0.5)}
     by_timestamp = fold_order(inputs, timeouts).process
@@ -295,7 +296,7 @@ def test_an_order_escalated_by_timestamps_but_completed_in_the_workers_order_is_
 def _on_topic(inputs: list[Input], index: int, topic: str) -> list[Input]:
     """``inputs`` with the ``index``-th one moved to ``topic`` (offset kept)."""
     item = inputs[index]
-    moved = Input(item.timestamp, INPUT_TOPICS.index(topic), item.offset, ORDER, item.envelope)
+    moved = Input(item.timestamp, PROCESS_INPUTS.index(topic), item.offset, ORDER, item.envelope)
     return [*inputs[:index], moved, *inputs[index + 1 :]]
 
 

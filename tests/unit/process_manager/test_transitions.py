@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aggregates.messages import MESSAGE_TYPES, deterministic_id
-from process_manager import TRANSITIONS, State, Transition, handle, is_terminal
+from process_manager import TRANSITIONS, State, Transition, evolve, handle, is_terminal, react
 from process_manager.commands import BUILDERS
 from process_manager.decider import COMPENSATING
 from process_manager.states import deadline_for
@@ -159,3 +159,22 @@ def test_every_state_but_completing_can_be_cancelled_by_an_operator_until_it_can
         State.AwaitingShipment,
     }
     assert {state for state, trigger in TRANSITIONS if trigger == "CancelProcess"} == forward
+
+
+@pytest.mark.parametrize(("state", "trigger", "row"), ROWS)
+def test_evolve_moves_each_row_without_commands_and_react_gives_the_row_commands(
+    state: State | None, trigger: str, row: Transition
+) -> None:
+    process = given_state(state)
+    cause = envelope(process, trigger, message_id="cause", at=LATER)
+
+    moved = evolve(process, cause, timeouts=TIMEOUTS)
+    commands = react(process, cause, moved)
+
+    assert moved.state == row.next
+    assert moved.deadline == deadline_for(row.next, cause.occurred_at, TIMEOUTS)
+    assert moved.owed == (process.owed if process else ())  # evolve sends nothing
+    assert tuple(c.type for c in commands) == row.commands
+    handled = handle(process, cause, timeouts=TIMEOUTS)
+    assert handled.commands == commands
+    assert handled.process is not None and handled.process.state == moved.state

@@ -2,7 +2,7 @@
 
 The world has the order and payment deciders from ``aggregates`` (each dropping message ids
 it has seen and turning ``Rejected`` into ``CommandRejected``, as their edges do), a tiny
-warehouse that follows the shipment module's rule (``streams.shipment.cancellation``: a
+warehouse that follows the shipment module's rule (``streams.modules.shipment.cancellation``: a
 package or a cancelled shipment, never both), an operator, a settlement timer and a timeout
 timer. Every topic is a FIFO queue.
 Hypothesis picks the steps: which queue delivers next, a crash between the process table
@@ -41,7 +41,13 @@ from aggregates.messages import (
     SettlePayment,
 )
 from process_manager import Process, State, handle, is_terminal
-from streams.shipment.cancellation import Cancelled, Known, Shipped, answer_cancel, package_refusal
+from streams.modules.shipment.cancellation import (
+    Cancelled,
+    Known,
+    Shipped,
+    answer_cancel,
+    package_refusal,
+)
 from tests.unit.process_manager.scenario import CLIENT, ITEMS, ORDER, T0, TIMEOUTS, TOTAL
 
 SETTLEMENT_DELAY = timedelta(seconds=30)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from process_manager import Process, handle
-from streams.replay import INPUT_TOPICS, Input
+from streams.kafka.topics import PROCESS_INPUTS
+from streams.tools.history import Input
 from tests.unit.process_manager.scenario import ORDER, T0, TIMEOUTS, envelope
 
 TOPIC_OF = {
@@ -46,5 +47,5 @@ def logged(*triggers: str, order_id: str = ORDER) -> list[Input]:
         topic = TOPIC_OF[trigger]
         offset = offsets[topic] = offsets.get(topic, -1) + 1
         stamp = int(cause.occurred_at.timestamp() * 1000)
-        inputs.append(Input(stamp, INPUT_TOPICS.index(topic), offset, order_id, cause))
+        inputs.append(Input(stamp, PROCESS_INPUTS.index(topic), offset, order_id, cause))
     return inputs

@@ -6,18 +6,11 @@ from dataclasses import replace
 from datetime import timedelta
 
 from process_manager import DEFAULT_TIMEOUTS, State
-from streams.app import create_app
-from streams.replay import (
-    Input,
-    app_id_of,
-    by_order,
-    changelog_topic,
-    fold_order,
-    merge,
-    render_bar,
-    worker_timeouts,
-)
+from streams.kafka import groups
+from streams.kafka.app import create_app
 from streams.settings import Settings
+from streams.tools.history import Input, by_order, fold_order, merge
+from streams.tools.progress import render_bar
 from tests.unit.process_manager.scenario import HAPPY, TIMEOUTS, given
 from tests.unit.replay.log import logged
 
@@ -48,7 +41,7 @@ def test_merge_keeps_each_topics_own_order_even_when_its_timestamps_go_back() ->
 def test_merge_breaks_timestamp_ties_by_topic_order() -> None:
     cart, order = logged("CartFinalized", "OrderInitialized")
     tied = replace(order, timestamp=cart.timestamp)
-    # carts.events comes before orders.events in INPUT_TOPICS, whatever list holds which
+    # carts.events comes before orders.events in PROCESS_INPUTS, whatever list holds which
     assert list(merge([[tied], [cart]])) == [cart, tied]
 
 
@@ -90,10 +83,10 @@ def test_the_fold_uses_the_timeouts_it_is_given() -> None:
 
 def test_the_workers_timeouts_are_the_configured_ones_over_the_defaults() -> None:
     settings = Settings(process_timeouts={"AwaitingPayment": 30})
-    timeouts = worker_timeouts(settings)
+    timeouts = settings.timeouts()
     assert timeouts[State.AwaitingPayment] == timedelta(seconds=30)
     assert timeouts[State.AwaitingOrder] == DEFAULT_TIMEOUTS[State.AwaitingOrder]
-    every = worker_timeouts(Settings(process_timeouts={}, process_timeout_all_s=4))
+    every = Settings(process_timeouts={}, process_timeout_all_s=4).timeouts()
     assert set(every.values()) == {timedelta(seconds=4)}
 
 
@@ -102,10 +95,10 @@ def test_the_names_are_those_faust_gives_the_group_and_the_changelog() -> None:
         settings = Settings(app_id="orderflow", app_version=version)
         app = create_app(settings)
         table = app.Table("processes", key_type=bytes, value_type=bytes, partitions=8)
-        assert app_id_of(settings, version) == app.conf.id  # the consumer group id
-        assert changelog_topic(settings, version) == table.changelog_topic.get_topic_name()
-    assert changelog_topic(Settings(app_id="shop"), 2) == "shop-v2-processes-changelog"
-    assert app_id_of(Settings(app_id="shop"), 1) == "shop"
+        assert groups.process_manager(settings, version) == app.conf.id  # the consumer group id
+        assert settings.process_changelog_topic(version) == table.changelog_topic.get_topic_name()
+    assert Settings(app_id="shop").process_changelog_topic(2) == "shop-v2-processes-changelog"
+    assert Settings(app_id="shop").faust_app_id(1) == "shop"
 
 
 def test_the_progress_bar_shows_the_share_done_and_the_rate() -> None:

@@ -25,7 +25,7 @@ from aggregates.messages import (
     ProductAdded,
     ProductItem,
 )
-from streams.read_model import OrderView, project
+from streams.read_model.projection import OrderView, project
 
 ORDER = "cart-7"
 PAY = {"payment_id": "pay-1", "order_id": ORDER}

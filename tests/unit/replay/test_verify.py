@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from aggregates.messages import deterministic_id
 from process_manager import Process, State
-from streams.replay import Input, TableRecord, fold_order, merge
-from streams.verify import compare, judge, live_order
+from streams.tools.history import Input, TableRecord, fold_order, merge
+from streams.tools.verify import compare, judge, live_order
 from tests.unit.process_manager.scenario import HAPPY, ORDER, TIMEOUTS
 from tests.unit.replay.log import logged
 

@@ -1,7 +1,7 @@
 """The shipment rule: an order is shipped or its shipment cancelled, never both."""
 
 from aggregates.messages import CancelShipment, ShipmentCancellationRejected, ShipmentCancelled
-from streams.shipment.cancellation import Cancelled, Shipped, answer_cancel, package_refusal
+from streams.modules.shipment.cancellation import Cancelled, Shipped, answer_cancel, package_refusal
 
 CANCEL = CancelShipment(order_id="o-1", reason="TimedOut")
 

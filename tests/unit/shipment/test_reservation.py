@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 from aggregates.messages import ProductItem
-from streams.shipment.reservation import OutOfStock, Reserved, reserve
+from streams.modules.shipment.reservation import OutOfStock, Reserved, reserve
 
 
 def item(product_id: str, quantity: int) -> ProductItem:

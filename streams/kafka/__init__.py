@@ -1,0 +1,1 @@
+"""Kafka at the edge: the Faust app, the codec, topics, admin, consuming, producing."""

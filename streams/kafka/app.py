@@ -1,0 +1,206 @@
+"""The Faust application factory: one place that maps Settings onto Faust's settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.transport import consumer as faust_consumer
+from faust.transport import producer as faust_producer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.utils.functional import consecutive_numbers
+
+from streams.faults import CHANGELOG_PUBLISH_DELAY, delay_point
+from streams.settings import Settings
+
+MiB = 1024 * 1024
+
+# Faust's RocksDB defaults are sized for a big server (2 GiB block cache, 3 x 64 MiB write
+# buffers, per partition). With 8 partitions per table on a 2-core, 24 GiB box, bound them.
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 8 * MiB,
+    "max_write_buffer_number": 2,
+    "target_file_size_base": 16 * MiB,
+    "block_cache_size": 16 * MiB,
+    "block_cache_compressed_size": 0,
+    "max_open_files": 256,
+}
+
+
+# Faust asks aiokafka for fetch_max_wait_ms=1500. aiokafka keeps one fetch in flight per broker
+# and leaves out of it the partitions whose records are still buffered; once they are consumed,
+# their next records wait for that fetch, which the broker holds until another partition has
+# data or this time passes. With 40 input partitions on one broker that wait paced the process
+# manager: 38 orders/s with the CPU half idle, 60 with 100 ms (bench, 1 worker, same machine).
+FETCH_MAX_WAIT_MS = 100
+
+
+def _read_committed(create: Any) -> Any:
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        # aiokafka builds its fetcher from these attributes in start(), after construction.
+        consumer._isolation_level = "read_committed"
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+    create_worker_consumer.read_committed = True  # type: ignore[attr-defined]
+    return create_worker_consumer
+
+
+def use_read_committed() -> None:
+    """Make Faust workers read only committed records (and fetch with FETCH_MAX_WAIT_MS).
+
+    The command handlers append events in Kafka transactions; an aborted transaction's events
+    must never reach the process manager. Faust reads read_committed only in its own
+    exactly_once mode, which we do not use (faust-streaming #177, #323), so its worker
+    consumer is wrapped here.
+    """
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    if not getattr(thread._create_worker_consumer, "read_committed", False):
+        thread._create_worker_consumer = _read_committed(  # type: ignore[method-assign]
+            thread._create_worker_consumer
+        )
+
+
+_faust_add_gap = faust_consumer.Consumer._add_gap
+
+
+async def add_gap(consumer: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    """Record the offsets a Faust consumer never received (transaction markers, aborted
+    records) between the last record read and the next one, ``offset_to``.
+
+    Faust records ``offset_to`` in the gap too, though it is a record to be processed (and
+    acked) like any other: a gap could then commit it before it was processed, and its
+    duplicate in the acked offsets ends every run of consecutive offsets (see
+    ``committable_offset``).
+    """
+    await _faust_add_gap(consumer, tp, offset_from, offset_to - 1)
+
+
+def committable_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset a Faust consumer may commit for ``tp``: past the first run of acked offsets,
+    counting the offsets it never received (gaps) as acked; ``None`` when there is none.
+
+    Faust's own ``Consumer._new_offset`` merged the gaps into the acked offsets with
+    duplicates, and a duplicate ends a run, so each commit advanced past one gap only
+    (robinhood/faust#625). On a topic written in transactions a marker follows every few
+    records, so the group's committed offsets fell thousands of records behind, and a
+    restarted worker consumed them all again.
+    """
+    acked = consumer._acked[tp]
+    if not acked:
+        return None
+    top = max(acked)
+    gap = consumer._gap[tp]
+    offsets = set(acked)
+    if gap:
+        for interval in gap.overlap(0, top + 1):
+            offsets.update(range(interval.begin, min(interval.end, top + 1)))
+        gap.chop(0, top + 1)
+    ordered = sorted(offsets)
+    committed = consumer._committed_offset[tp]
+    # After a seek Faust's read offset is the committed offset itself, so an offset never
+    # received right there is not recorded as a gap: allow that one, as Faust does.
+    if committed and ordered[0] - committed > 1:
+        acked[:] = ordered
+        return None
+    batch = next(consecutive_numbers(ordered))
+    acked[:] = ordered[len(batch) :]
+    consumer._acked_index[tp].difference_update(batch)
+    return int(batch[-1]) + 1
+
+
+def use_gap_safe_commits() -> None:
+    """Make Faust consumers commit past transaction markers at once (``add_gap``,
+    ``committable_offset``)."""
+    faust_consumer.Consumer._add_gap = add_gap  # type: ignore[method-assign,assignment]
+    faust_consumer.Consumer._new_offset = committable_offset  # type: ignore[method-assign,assignment]
+
+
+_faust_send_pending = faust_producer.ProducerBuffer._send_pending
+
+
+async def send_pending(buffer: Any, fut: Any) -> None:
+    """Hand one buffered message (a table's changelog record) to the producer, counting it as
+    in flight meanwhile: it has left the buffer's queue but is not in the producer yet."""
+    buffer.in_flight = getattr(buffer, "in_flight", 0) + 1
+    try:
+        if fut.message.channel.get_topic_name().endswith("-changelog"):
+            await delay_point(CHANGELOG_PUBLISH_DELAY)
+        await _faust_send_pending(buffer, fut)
+    finally:
+        buffer.in_flight -= 1
+
+
+async def flush(buffer: Any) -> None:
+    """Wait until every message put in the buffer was handed to the producer.
+
+    Faust commits a consumer's offsets after ``app.producer.flush()``, which drains this
+    buffer (table changelog records) and then the producer. Faust's own buffer flush returns
+    after the first 0.1 s without a send, with records still queued: offsets were committed
+    before the changelog records of the inputs they cover, and a worker killed then lost
+    those records for good (chaos; tests/integration/test_durable_commits.py).
+    """
+    while buffer.size or getattr(buffer, "in_flight", 0):
+        if buffer.state != "running":
+            raise RuntimeError("Cannot flush: Producer not Running")
+        buffer.message_sent.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(buffer.message_sent.wait(), timeout=1.0)
+
+
+def use_full_flush() -> None:
+    """Make Faust commit an input's offset only after its table writes are in the producer
+    (``flush``), which the producer's own flush then waits to see acknowledged."""
+    buffer = faust_producer.ProducerBuffer
+    buffer._send_pending = send_pending  # type: ignore[method-assign,assignment]
+    buffer.flush = flush  # type: ignore[method-assign,assignment]
+
+
+def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) -> faust.App:
+    """A Faust app wired to the configured Kafka, RocksDB store and web bind address.
+
+    Keys are raw bytes everywhere (the order id as UTF-8), in topics and in table changelogs
+    alike, so that table_route hashes keys the way the changelog partitions them (#514).
+    """
+    options: dict[str, Any] = {
+        "version": settings.app_version,
+        "broker": f"kafka://{settings.kafka_bootstrap_servers}",
+        "broker_credentials": settings.faust_credentials(),
+        "store": "rocksdb://",
+        "rocksdb_options": ROCKSDB_OPTIONS,
+        "datadir": str(Path(settings.data_dir) / "faust"),
+        "topic_partitions": settings.topic_partitions,
+        "topic_replication_factor": settings.topic_replication_factor,
+        "topic_allow_declare": True,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "web_bind": settings.web_bind,
+        "web_port": settings.web_port,
+        "canonical_url": settings.canonical_url(),
+        "web_enabled": True,
+        # Faust's own /table/ and /router/ views dump raw records (client ids, amounts) to
+        # anyone who can reach the port; the process views (streams/process/web.py) replace them.
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+        "producer_acks": -1,
+        "consumer_auto_offset_reset": "earliest",
+        "stream_wait_empty": False,
+        # A killed worker's partitions move after 10 s rather than Faust's default 60 s, and a
+        # restarted worker rejoins under its static identity without a full rebalance.
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 3.0,
+        "consumer_group_instance_id": f"{app_id or settings.app_id}-{settings.stable_worker_id()}",
+        # A worker that joins before its broker knows the partitions of freshly created topics
+        # (right after a broker start) is assigned nothing, and only a metadata refresh that
+        # finds them rebalances: aiokafka's default age of 5 min left one idle that long.
+        "consumer_metadata_max_age_ms": 15_000,
+    }
+    options.update(overrides)
+    use_read_committed()
+    use_gap_safe_commits()
+    use_full_flush()
+    return faust.App(app_id or settings.app_id, **options)

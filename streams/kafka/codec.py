@@ -1,0 +1,158 @@
+"""The one place where bytes become messages and back, and where bad bytes become dead letters."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Message as KafkaRecord
+from pydantic import ValidationError
+
+from aggregates.messages import Envelope, Message, from_wire, order_id_of, to_wire
+
+# A valid message is a few hundred bytes; anything this big is refused before parsing.
+MAX_VALUE_BYTES = 256 * 1024
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a valid message for the topic they came from."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode(envelope: Envelope) -> bytes:
+    return json.dumps(to_wire(envelope), separators=(",", ":")).encode()
+
+
+def external(message: Message, message_id: str | None = None) -> Envelope:
+    """A message from outside the system (a shop, an operator): a fresh id, now, no cause."""
+    return Envelope.wrap(
+        message,
+        message_id=message_id or str(uuid.uuid4()),
+        occurred_at=datetime.now(UTC),
+        correlation_id=order_id_of(message),
+        causation_id=None,
+    )
+
+
+def answer(
+    event: Message,
+    command: Envelope,
+    *,
+    message_id: str,
+    correlation_id: str,
+    at: datetime | None = None,
+) -> Envelope:
+    """``event`` as a module's answer to ``command``: caused by it, and stamped when decided.
+
+    The rule for an event's ``occurred_at``: the time its module decided it (``at``, default
+    now), never the command's. Deadlines are the causing message's time plus the next state's
+    timeout, and the process manager's commands carry their cause's time; an event stamped
+    with its command's time would let a module's backlog eat into the next state's timeout
+    (and, followed everywhere, date every message of an order back to its first one). Ids stay
+    derived from the command, so a retried decision is still the same message.
+    """
+    return Envelope.wrap(
+        event,
+        message_id=message_id,
+        occurred_at=at or datetime.now(UTC),
+        correlation_id=correlation_id,
+        causation_id=command.message_id,
+    )
+
+
+def key_of(envelope: Envelope) -> bytes:
+    """The Kafka key of every message of an order's process: the order id as UTF-8."""
+    return order_id_of(envelope).encode()
+
+
+def decode(key: bytes | None, value: bytes | None, accepted: frozenset[str]) -> Envelope:
+    """Decode one record of a topic that carries the message types in ``accepted``.
+
+    Raises ``DecodeError`` with a readable reason for anything else.
+    """
+    if value is None:
+        raise DecodeError("empty value (tombstone)")
+    if len(value) > MAX_VALUE_BYTES:
+        raise DecodeError(f"value of {len(value)} bytes exceeds the limit of {MAX_VALUE_BYTES}")
+    try:
+        obj = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DecodeError(f"invalid JSON: {error}") from None
+    try:
+        envelope = from_wire(obj)
+    except ValidationError as error:
+        raise DecodeError(f"invalid message: {_summary(error)}") from None
+    except ValueError as error:
+        raise DecodeError(f"invalid message: {error}") from None
+    if envelope.type not in accepted:
+        raise DecodeError(f"{envelope.type} does not belong on this topic")
+    expected_key = key_of(envelope)
+    if key != expected_key:
+        if key is None:
+            raise DecodeError(f"key missing: expected the order id {expected_key.decode()!r}")
+        shown = key.decode(errors="replace")
+        raise DecodeError(f"key {shown!r} is not the order id {expected_key.decode()!r}")
+    return envelope
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that could not be processed, with everything needed to look at it or replay it."""
+
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    def to_bytes(self, failed_at: datetime | None = None) -> bytes:
+        record: dict[str, Any] = {
+            "reason": self.reason,
+            "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
+            "key": _text_or_none(self.key),
+            "key_base64": _b64(self.key),
+            "value_base64": _b64(self.value),
+            "value_bytes": None if self.value is None else len(self.value),
+            "failed_at": (failed_at or datetime.now(UTC)).isoformat(),
+        }
+        return json.dumps(record, separators=(",", ":")).encode()
+
+    @staticmethod
+    def from_bytes(raw: bytes) -> dict[str, Any]:
+        record: dict[str, Any] = json.loads(raw)
+        return record
+
+
+def partition_of(record: KafkaRecord) -> int:
+    partition = record.partition()
+    assert partition is not None, "a consumed record always has a partition"
+    return partition
+
+
+def _summary(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False, include_input=False)[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "message"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def _b64(raw: bytes | None) -> str | None:
+    return None if raw is None else base64.b64encode(raw).decode()
+
+
+def _text_or_none(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None

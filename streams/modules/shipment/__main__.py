@@ -1,0 +1,3 @@
+from streams.modules.shipment.cli import main
+
+raise SystemExit(main())

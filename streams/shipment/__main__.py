@@ -1,3 +1,0 @@
-from streams.shipment.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Offline tools: replay, verify, the independent checker and the demo driver."""
