@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROC = Path("/proc")
@@ -101,6 +102,16 @@ def per_unit_ms(deltas: Mapping[str, float], count: int) -> dict[str, float | No
     return {name: ms_per(seconds, count) for name, seconds in deltas.items()}
 
 
+def kafka_port(bootstrap_servers: str) -> int:
+    """The port of the first broker of a bootstrap list (``host:port,host:port``)."""
+    return int(bootstrap_servers.split(",")[0].strip().rsplit(":", 1)[1])
+
+
+def postgres_port(database_url: str) -> int:
+    """The port of a ``postgresql://`` URL (5432 when it names none)."""
+    return urlsplit(database_url).port or 5432
+
+
 def deltas_between(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
     """CPU seconds spent by each component between two readings."""
     return {name: after[name] - before[name] for name in before if name in after}
@@ -143,6 +154,11 @@ def listener_pid(port: int) -> int | None:
                     if socket_inode(os.readlink(fd)) in inodes:
                         return int(entry.name)
     return None
+
+
+def kafka_pidfile(repo: Path) -> Path:
+    """deploy/kafka/kafka.sh's pid file: the broker's pid when no listener is seen."""
+    return Path(os.environ.get("DATA_DIR", repo / ".data")) / "kafka" / "kafka.pid"
 
 
 def pid_from_file(path: Path) -> int | None:
@@ -227,6 +243,23 @@ def components(
     found.pids["driver"] = [me]
     found.readers["driver"] = lambda: own_seconds([me])
     return found
+
+
+def for_system(
+    bootstrap_servers: str,
+    database_url: str,
+    workers: Sequence[int],
+    runners: Sequence[int] = (),
+    kafka_pidfile: Path | None = None,
+) -> Components:
+    """Every component of an end-to-end run on this machine's broker and PostgreSQL."""
+    return components(
+        kafka_port(bootstrap_servers),
+        postgres_port(database_url),
+        workers,
+        runners,
+        kafka_pidfile=kafka_pidfile,
+    )
 
 
 @dataclass

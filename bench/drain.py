@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from aggregates.messages import CartFinalized, ProductItem
 from bench import cpu
@@ -150,13 +150,14 @@ def collect(
                 log(f"{topic}: worker exited with {worker.exited()}; see {worker.log_path}")
                 break
             for message in consumer.consume(2000, timeout=0.5):
-                if message.error() is not None or message.value() is None:
+                value, key = message.value(), message.key()
+                if message.error() is not None or value is None or key is None:
                     continue
-                if marker is not None and marker not in message.value():
+                if marker is not None and marker not in value:
                     others += 1
                     continue
                 times.append(message.timestamp()[1] / 1000)
-                keys.add(message.key())
+                keys.add(key)
                 last_progress = time.monotonic()
     finally:
         consumer.close()
@@ -193,10 +194,10 @@ def _measure(
     marker: bytes | None,
     label: str,
 ) -> dict[str, Any]:
-    bootstrap_port = int(settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+    port = cpu.kafka_port(settings.kafka_bootstrap_servers)
     worker.start()
     try:
-        of = cpu.components(bootstrap_port, None, [worker.pid], kafka_pidfile=_kafka_pidfile())
+        of = cpu.components(port, None, [worker.pid], kafka_pidfile=cpu.kafka_pidfile(REPO))
         with cpu.CpuSampler(of, interval=0.25) as sampler:
             times, keys, others = collect(settings, topic, expected, worker, marker=marker)
     finally:
@@ -217,10 +218,6 @@ def _measure(
         + (f"{per_s:,.0f}/s" if per_s else "no rate")
     )
     return result
-
-
-def _kafka_pidfile() -> Path:
-    return Path(os.environ.get("DATA_DIR", REPO / ".data")) / "kafka" / "kafka.pid"
 
 
 def faust_relay(ctx: Context, records: list[tuple[bytes, bytes]]) -> dict[str, Any]:
