@@ -161,6 +161,11 @@ def kafka_pidfile(repo: Path) -> Path:
     return Path(os.environ.get("DATA_DIR", repo / ".data")) / "kafka" / "kafka.pid"
 
 
+def postgres_pidfile(repo: Path) -> Path:
+    """deploy/postgres/postgres.sh's cluster's postmaster.pid (its first line is the pid)."""
+    return Path(os.environ.get("DATA_DIR", repo / ".data")) / "postgres/cluster/postmaster.pid"
+
+
 def pid_from_file(path: Path) -> int | None:
     try:
         pid = int(path.read_text().split()[0])
@@ -220,10 +225,13 @@ def components(
     runners: Sequence[int] = (),
     driver: int | None = None,
     kafka_pidfile: Path | None = None,
+    postgres_pidfile: Path | None = None,
 ) -> Components:
     """The broker (the process listening on ``kafka_port``, else the pid file), PostgreSQL
     (the postmaster on ``postgres_port`` and all its processes), the Faust workers, the
-    module runners and the driver (this process unless given)."""
+    module runners and the driver (this process unless given). Seeing which process listens
+    needs to read the others' file descriptors (root, or the same user); the pid files are the
+    fallback."""
     broker = listener_pid(kafka_port)
     if broker is None and kafka_pidfile is not None:
         broker = pid_from_file(kafka_pidfile)
@@ -232,6 +240,8 @@ def components(
     found.readers["broker"] = lambda: own_seconds([broker]) if broker is not None else float("nan")
     if postgres_port is not None:
         postmaster = listener_pid(postgres_port)
+        if postmaster is None and postgres_pidfile is not None:
+            postmaster = pid_from_file(postgres_pidfile)
         found.pids["postgres"] = [postmaster] if postmaster is not None else []
         found.readers["postgres"] = lambda: tree_seconds(postmaster)
     found.pids["worker"] = list(workers)
@@ -250,15 +260,17 @@ def for_system(
     database_url: str,
     workers: Sequence[int],
     runners: Sequence[int] = (),
-    kafka_pidfile: Path | None = None,
+    repo: Path | None = None,
 ) -> Components:
-    """Every component of an end-to-end run on this machine's broker and PostgreSQL."""
+    """Every component of an end-to-end run on this machine's broker and PostgreSQL (the
+    deploy scripts' pid files under ``repo`` as the fallback)."""
     return components(
         kafka_port(bootstrap_servers),
         postgres_port(database_url),
         workers,
         runners,
-        kafka_pidfile=kafka_pidfile,
+        kafka_pidfile=kafka_pidfile(repo) if repo else None,
+        postgres_pidfile=postgres_pidfile(repo) if repo else None,
     )
 
 

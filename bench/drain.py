@@ -251,9 +251,7 @@ def faust_relay(ctx: Context, records: list[tuple[bytes, bytes]]) -> dict[str, A
             _delete_all(settings)
 
 
-def process_manager(
-    ctx: Context, records: list[tuple[bytes, bytes]], prefix: str
-) -> dict[str, Any]:
+def process_manager(ctx: Context, records: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     """One process-manager worker, modules off, draining ``records`` from carts.events."""
     env = {"WORKER_RUNS_MODULES": "false", "PROCESS_TIMEOUTS": '{"AwaitingOrder": 3600}'}
     sc = Scenario("drain", ctx.base, ctx.run_dir, ctx.ports, 1, env, ctx.keep_topics)
@@ -300,5 +298,5 @@ def drain(ctx: Context, inputs: int) -> dict[str, Any]:
         "inputs": inputs,
         "record_bytes_mean": mean,
         "faust_relay": faust_relay(ctx, records),
-        "process_manager": process_manager(ctx, records, prefix),
+        "process_manager": process_manager(ctx, records),
     }

@@ -27,7 +27,7 @@ from bench.common import (
     reader_at_end,
     wait_quiet,
 )
-from bench.cpu import ComponentCpu, for_system, kafka_pidfile
+from bench.cpu import ComponentCpu, for_system
 from streams.demo import MIX, Kind, seed_stock
 from streams.settings import Settings
 
@@ -114,7 +114,7 @@ def e2e(
                     sc.settings.database_url,
                     sc.pids(),
                     sc.pids("m"),
-                    kafka_pidfile=kafka_pidfile(REPO),
+                    repo=REPO,
                 )
             ).start()
             drive = Drive(sc.settings, _orders(sc.settings.app_id, 0, orders, PAID), window=window)

@@ -3,6 +3,9 @@ the rows the drain and the CPU figures add to the table."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from bench import cpu
@@ -166,3 +169,21 @@ def test_each_component_gets_a_cpu_per_order_row_beside_all_of_ours() -> None:
     assert rows["e2e 1w: CPU per order, all ours"]["baseline"] == pytest.approx(16.0)
     for label in ("PostgreSQL", "Faust worker", "module runner", "load driver"):
         assert f"e2e 1w: CPU per order, {label}" in rows
+
+
+def test_a_pid_file_names_a_live_process_or_nothing(tmp_path: Path) -> None:
+    postmaster = tmp_path / "postmaster.pid"
+    postmaster.write_text(f"{os.getpid()}\n/data/cluster\n1700000000\n5432\n")
+    assert cpu.pid_from_file(postmaster) == os.getpid()
+    assert cpu.pid_from_file(tmp_path / "missing.pid") is None
+    (tmp_path / "junk.pid").write_text("not a pid")
+    assert cpu.pid_from_file(tmp_path / "junk.pid") is None
+
+
+def test_the_pid_files_are_where_the_deploy_scripts_keep_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    assert cpu.kafka_pidfile(tmp_path) == tmp_path / ".data/kafka/kafka.pid"
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "d"))
+    assert cpu.postgres_pidfile(tmp_path) == tmp_path / "d/postgres/cluster/postmaster.pid"
