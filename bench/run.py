@@ -26,11 +26,12 @@ from bench.scenarios import Context, e2e, growth, timeouts, tools
 from streams.settings import get_settings
 
 ALL = ("baseline", "drain", "e2e", "tools", "growth", "timeouts")
+SHARED = ("broker", "postgres")  # the machine's services, not the scenario's own processes
 COMPONENTS = {
     "broker": "Kafka broker",
     "postgres": "PostgreSQL",
-    "worker": "Faust worker",
-    "module_runner": "module runner",
+    "worker": "Faust worker(s)",
+    "module_runner": "module runner(s)",
     "driver": "load driver",
 }
 
@@ -178,7 +179,8 @@ def cpu_rows(prefix: str, c: dict[str, Any]) -> list[dict[str, Any]]:
                 "ms CPU",
                 ours,
                 "all our components",
-                f"{c['cpu_s'][name]:.1f} CPU s, pids {', '.join(map(str, c['pids'][name]))}",
+                f"{c['cpu_s'][name]:.1f} CPU s in the window"
+                + ("; shared: other clients' work counts too" if name in SHARED else ""),
             )
         )
     rows.append(

@@ -132,7 +132,7 @@ def test_the_table_pairs_the_drain_with_the_faust_relay_and_the_raw_relay() -> N
     assert "1000/1000 inputs applied" in drain["note"]
     assert rows["PM drain vs raw relay"]["ratio"] == pytest.approx(0.005)
     assert rows["minimal Faust table relay"]["ratio"] == pytest.approx(0.02)
-    assert rows["PM drain: CPU per input, Faust worker"]["ratio"] == pytest.approx(3.0)
+    assert rows["PM drain: CPU per input, Faust worker(s)"]["ratio"] == pytest.approx(3.0)
     assert rows["PM drain: CPU per input, Kafka broker"]["baseline"] is None
 
 
@@ -167,7 +167,7 @@ def test_each_component_gets_a_cpu_per_order_row_beside_all_of_ours() -> None:
     assert rows["e2e 1w: CPU per order, Kafka broker"]["ratio"] == pytest.approx(4 / 15)
     assert rows["e2e 1w: CPU per order, all ours"]["value"] == pytest.approx(15.0)
     assert rows["e2e 1w: CPU per order, all ours"]["baseline"] == pytest.approx(16.0)
-    for label in ("PostgreSQL", "Faust worker", "module runner", "load driver"):
+    for label in ("PostgreSQL", "Faust worker(s)", "module runner(s)", "load driver"):
         assert f"e2e 1w: CPU per order, {label}" in rows
 
 
