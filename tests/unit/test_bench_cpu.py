@@ -115,7 +115,10 @@ def test_the_table_pairs_the_drain_with_the_faust_relay_and_the_raw_relay() -> N
         "drain": {
             "inputs": 1000,
             "record_bytes_mean": 428.0,
-            "faust_relay": {"outputs": 1000, "per_s": 2000.0, "cpu": _cpu(900, worker=0.5)},
+            "faust_relay": [
+                {"outputs": 1000, "per_s": 1500.0, "cpu": _cpu(900, worker=0.4)},
+                {"outputs": 1000, "per_s": 2500.0, "cpu": _cpu(900, worker=0.6)},
+            ],
             "process_manager": {
                 "outputs": 1000,
                 "distinct_keys": 1000,
@@ -132,6 +135,7 @@ def test_the_table_pairs_the_drain_with_the_faust_relay_and_the_raw_relay() -> N
     assert "1000/1000 inputs applied" in drain["note"]
     assert rows["PM drain vs raw relay"]["ratio"] == pytest.approx(0.005)
     assert rows["minimal Faust table relay"]["ratio"] == pytest.approx(0.02)
+    assert "before and after the PM: 1,500, 2,500" in rows["minimal Faust table relay"]["note"]
     assert rows["PM drain: CPU per input, Faust worker(s)"]["ratio"] == pytest.approx(3.0)
     assert rows["PM drain: CPU per input, Kafka broker"]["baseline"] is None
 
