@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--only baseline,e2e,tools,growth,timeouts] [--profile SECONDS]
+"""python -m bench [--quick] [--only baseline,drain,e2e,tools,growth,timeouts] [--profile S]
 
 Runs the scenarios on fresh isolated topics with their own workers (deploy/workers.sh), prints
 a table in which every figure has a baseline measured in the same run, and writes the results
@@ -20,11 +20,20 @@ from typing import Any
 
 from bench import baseline
 from bench.common import REPO, Ports, log
+from bench.drain import drain, relay_mean
 from bench.profile import summarize
 from bench.scenarios import Context, e2e, growth, timeouts, tools
 from streams.settings import get_settings
 
-ALL = ("baseline", "e2e", "tools", "growth", "timeouts")
+ALL = ("baseline", "drain", "e2e", "tools", "growth", "timeouts")
+SHARED = ("broker", "postgres")  # the machine's services, not the scenario's own processes
+COMPONENTS = {
+    "broker": "Kafka broker",
+    "postgres": "PostgreSQL",
+    "worker": "Faust worker(s)",
+    "module_runner": "module runner(s)",
+    "driver": "load driver",
+}
 
 
 def kafka_version() -> str:
@@ -97,6 +106,99 @@ def missing(figure: str, why: str) -> dict[str, Any]:
     }
 
 
+def drain_rows(d: dict[str, Any], relay: float | None) -> list[dict[str, Any]]:
+    """The process manager's drain against the minimal Faust relay and the raw relay, and
+    their CPU per input."""
+    pm, fr = d.get("process_manager") or {}, relay_mean(d.get("faust_relay") or {})
+    rows: list[dict[str, Any]] = []
+    if not pm.get("per_s"):
+        rows.append(missing("PM drain: inputs/s", f"not measured: {pm.get('outputs', 0)} outputs"))
+    applied = f"{pm.get('outputs', 0)}/{d['inputs']} inputs applied"
+    if pm and not pm.get("all_applied"):
+        applied = f"ONLY {applied} ({pm.get('distinct_keys', 0)} distinct orders)"
+    span = f"{pm['span_s']:.1f} s" if pm.get("span_s") else "-"
+    if pm.get("per_s"):
+        rows.append(
+            row(
+                "PM drain: inputs/s (1 worker, modules off)",
+                pm["per_s"],
+                "inputs/s",
+                fr.get("per_s"),
+                "minimal Faust table relay (mean of 2), same records",
+                f"{applied} (one InitOrder each), {span} first->last command timestamp; "
+                f"10-90 % {fmt(pm.get('steady_per_s'))}/s; {d['record_bytes_mean']:.0f} B records",
+            )
+        )
+        rows.append(
+            row("PM drain vs raw relay", pm["per_s"], "inputs/s", relay, "raw relay msgs/s")
+        )
+    if fr.get("per_s"):
+        rows.append(
+            row(
+                "minimal Faust table relay",
+                fr["per_s"],
+                "msgs/s",
+                relay,
+                "raw relay msgs/s",
+                f"{fr['outputs']}/{d['inputs']} relayed; table[key] = value (RocksDB, "
+                f"changelog), then send; runs before and after the PM: "
+                + ", ".join(fmt(r) for r in fr.get("runs_per_s", [fr["per_s"]]))
+                + f"; 10-90 % {fmt(fr.get('steady_per_s'))}/s",
+            )
+        )
+    pm_cpu, fr_cpu = pm.get("cpu") or {}, fr.get("cpu") or {}
+    for name in ("worker", "broker"):
+        value = (pm_cpu.get("ms_per_unit") or {}).get(name)
+        if value is None:
+            continue
+        rows.append(
+            row(
+                f"PM drain: CPU per input, {COMPONENTS[name]}",
+                value,
+                "ms CPU",
+                (fr_cpu.get("ms_per_unit") or {}).get(name),
+                f"Faust relay's {COMPONENTS[name]} per record",
+                f"machine {fmt(pm_cpu.get('machine_ms_per_unit'))} ms per input in all "
+                f"(relay {fmt(fr_cpu.get('machine_ms_per_unit'))}); over "
+                f"{pm_cpu['units']} inputs in {pm_cpu['wall_s']:.1f} s",
+            )
+        )
+    return rows
+
+
+def cpu_rows(prefix: str, c: dict[str, Any]) -> list[dict[str, Any]]:
+    """ms of CPU per completed order of each component, against all of ours together."""
+    ours = c.get("ours_ms_per_unit")
+    rows = []
+    for name, label in COMPONENTS.items():
+        value = c["ms_per_unit"].get(name)
+        if name not in c["ms_per_unit"]:
+            continue
+        rows.append(
+            row(
+                f"{prefix}: CPU per order, {label}",
+                value,
+                "ms CPU",
+                ours,
+                "all our components",
+                f"{c['cpu_s'][name]:.1f} CPU s in the window"
+                + ("; shared: other clients' work counts too" if name in SHARED else ""),
+            )
+        )
+    rows.append(
+        row(
+            f"{prefix}: CPU per order, all ours",
+            ours,
+            "ms CPU",
+            c.get("machine_ms_per_unit"),
+            "the machine's busy CPU per order",
+            f"the rest, {fmt(c.get('other_ms_per_unit'))} ms, is other processes and the "
+            f"kernel; {c['units']} orders over {c['wall_s']:.0f} s",
+        )
+    )
+    return rows
+
+
 def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     base = results.get("baseline", {})
@@ -120,6 +222,10 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"p95 {hl['p95_ms']:.1f} ms, p99 {hl['p99_ms']:.1f} ms",
             )
         )
+    if "drain" in results.get("selected", []) and not results.get("drain"):
+        rows.append(missing("PM drain: inputs/s", "not measured: the drain scenario failed"))
+    if results.get("drain"):
+        rows += drain_rows(results["drain"], relay)
     for key in ("e2e1w", "e2e2w"):
         e = results.get(key)
         if not e:
@@ -181,6 +287,8 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(
                 row(f"e2e {w}w: latency p99", p["latency_p99_ms"], "ms", hop, "raw hop p50")
             )
+        if e.get("cpu_per_order"):
+            rows += cpu_rows(f"e2e {w}w", e["cpu_per_order"])
         if e.get("rss_after_mib") and e.get("rss_idle_mib"):
             rows.append(
                 row(
@@ -362,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         "--window", type=int, help="orders in flight when feeding (orders/10, 100..1000)"
     )
     parser.add_argument("--only", default=",".join(ALL), help=f"subset of {','.join(ALL)}")
+    parser.add_argument(
+        "--drain-inputs", type=int, help="inputs pre-loaded for the drain (20,000; quick 5,000)"
+    )
     parser.add_argument("--live-target", type=int, help="live processes (100,000; quick 10,000)")
     parser.add_argument("--growth-budget", type=float, help="seconds of feeding live ones")
     parser.add_argument("--profile", type=float, default=0.0, help="py-spy the 1-worker e2e")
@@ -405,12 +516,17 @@ def main(argv: list[str] | None = None) -> int:
             return None
 
     try:
-        needs_baseline = any(s in selected for s in ("baseline", "e2e", "growth", "timeouts"))
+        needs_baseline = any(
+            s in selected for s in ("baseline", "drain", "e2e", "growth", "timeouts")
+        )
         if needs_baseline:
             results["baseline"] = {
                 "relay": [baseline.relay(base, relay_count), baseline.relay(base, relay_count)],
                 "hop_latency": hop_latency(base),
             }
+        if "drain" in selected:
+            inputs = args.drain_inputs or (5000 if quick else 20000)
+            results["drain"] = attempt("drain", lambda: drain(ctx, inputs))
         if "e2e" in selected:
             counts = [int(w) for w in args.workers.split(",") if w]
             for w in counts:

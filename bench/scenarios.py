@@ -27,6 +27,7 @@ from bench.common import (
     reader_at_end,
     wait_quiet,
 )
+from bench.cpu import ComponentCpu, for_system
 from streams.kafka.topics import PROCESS_INPUTS
 from streams.settings import Settings
 from streams.tools.demo import MIX, Kind, seed_stock
@@ -101,11 +102,21 @@ def e2e(
                 )
                 profiler.start()
             cpu = CpuWindow(sc.pids() + sc.pids("m")).start()
+            parts = ComponentCpu(
+                for_system(
+                    sc.settings.kafka_bootstrap_servers,
+                    sc.settings.database_url,
+                    sc.pids(),
+                    sc.pids("m"),
+                    repo=REPO,
+                )
+            ).start()
             drive = Drive(sc.settings, _orders(sc.settings.app_id, 0, orders, PAID), window=window)
             drive.timeout = max(600.0, orders / 5)
             drive.run(reader, f"e2e {workers}w throughput")
             at_end = end_offsets(sc.settings)
             result["cpu"] = cpu.stop()
+            result["cpu_per_order"] = parts.stop(len(drive.done_at))
             if profiler is not None:
                 profiler.join(timeout=2 * ctx.profile_s + 120)
             result["rss_after_mib"] = sc.rss_mib()
