@@ -24,14 +24,14 @@ from streams.settings import Settings, get_settings
 from streams.topics import contract_topics
 
 
-def ping(config: dict[str, Any], timeout: float = 2.0) -> bool:
-    """True when the cluster answers a metadata request with at least one broker."""
+def ping(config: dict[str, Any], timeout: float = 2.0, brokers: int = 1) -> bool:
+    """True when the cluster answers a metadata request listing at least ``brokers`` brokers."""
     admin = AdminClient({**config, "socket.timeout.ms": int(timeout * 1000)})
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException:
         return False
-    return bool(metadata.brokers)
+    return len(metadata.brokers) >= brokers
 
 
 def ensure_topics(settings: Settings) -> list[str]:
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     ping_cmd = sub.add_parser("ping")
     ping_cmd.add_argument("--bootstrap")
+    ping_cmd.add_argument("--brokers", type=int, default=1)
     sub.add_parser("topics")
     args = parser.parse_args(argv)
     settings = get_settings()
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         config = settings.confluent_config()
         if args.bootstrap:
             config["bootstrap.servers"] = args.bootstrap
-        return 0 if ping(config) else 1
+        return 0 if ping(config, brokers=args.brokers) else 1
     created = ensure_topics(settings)
     total = len(contract_topics())
     print(f"topics: {len(created)} created, {total - len(created)} already there", file=sys.stderr)
