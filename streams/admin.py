@@ -1,16 +1,21 @@
-"""Kafka administration with confluent-kafka's AdminClient: readiness and contract topics.
+"""Kafka administration with confluent-kafka's AdminClient: readiness, access, contract topics.
 
-python -m streams.admin ping [--bootstrap HOST:PORT]   exit 0 once a metadata request succeeds
-python -m streams.admin topics                         create the contract topics (idempotent)
+python -m streams.admin ping [--bootstrap HOST:PORT] [--brokers N]
+                                exit 0 once a metadata request lists N brokers (1)
+python -m streams.admin check   exit 0 when the configured credentials are accepted (one line
+                                and exit 2 when refused)
+python -m streams.admin topics  create the contract topics (idempotent), replicated as the
+                                cluster's size asks (streams.topics.durability)
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     AlterConfigOpType,
@@ -21,7 +26,62 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from streams.settings import Settings, get_settings
-from streams.topics import contract_topics
+from streams.topics import contract_topics, durability
+
+# librdkafka's codes for a refused handshake: credentials, certificates, mechanism.
+ACCESS_ERRORS = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.UNSUPPORTED_SASL_MECHANISM,
+        KafkaError.ILLEGAL_SASL_STATE,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    }
+)
+
+
+class KafkaAccessError(Exception):
+    """The brokers answered but refused these credentials (or this TLS setup)."""
+
+
+def check_access(settings: Settings, wait: float | None = None, say: Any = None) -> int:
+    """The number of brokers, once a metadata request succeeds with the configured security.
+
+    Credentials or certificates the brokers refuse raise ``KafkaAccessError`` at once, with
+    librdkafka's reason: every client would otherwise retry them for ever. Brokers that do not
+    answer are waited for (``wait`` seconds, for ever when None), as the workers always did;
+    ``say`` is called with a line every 30 s meanwhile.
+    """
+    refused: list[KafkaError] = []
+    try:
+        admin = AdminClient(
+            settings.confluent_config(
+                error_cb=lambda e: refused.append(e) if e.code() in ACCESS_ERRORS else None,
+                # The refusal comes through error_cb; its log line is librdkafka's, repeated.
+                log_level=0,
+            )
+        )
+    except KafkaException as error:  # a key its password does not open, a missing file
+        raise KafkaAccessError(f"cannot set up a client: {error.args[0].str()}") from None
+    started = last_said = time.monotonic()
+    while True:
+        try:
+            return len(admin.list_topics(timeout=2).brokers)
+        except KafkaException as error:
+            admin.poll(0)  # serves error_cb
+            if refused or error.args[0].code() in ACCESS_ERRORS:
+                reason = (refused or [error.args[0]])[0].str()
+                raise KafkaAccessError(
+                    f"{settings.kafka_bootstrap_servers} refused "
+                    f"{settings.security_protocol} access: {reason}"
+                ) from None
+        now = time.monotonic()
+        if wait is not None and now - started > wait:
+            raise TimeoutError(f"no Kafka broker answered at {settings.kafka_bootstrap_servers}")
+        if say and now - last_said > 30:
+            say(f"waiting for Kafka at {settings.kafka_bootstrap_servers}")
+            last_said = now
 
 
 def ping(config: dict[str, Any], timeout: float = 2.0, brokers: int = 1) -> bool:
@@ -37,8 +97,12 @@ def ping(config: dict[str, Any], timeout: float = 2.0, brokers: int = 1) -> bool
 def ensure_topics(settings: Settings) -> list[str]:
     """Create missing contract topics; return the names created. Existing ones must match."""
     admin = AdminClient(settings.confluent_config())
-    existing = admin.list_topics(timeout=10).topics
-    wanted = {settings.topic(spec.name): spec for spec in contract_topics()}
+    metadata = admin.list_topics(timeout=10)
+    existing = metadata.topics
+    durable = durability(len(metadata.brokers), settings.topic_replication_factor)
+    wanted = {
+        settings.topic(spec.name): {**spec.config, **durable.config} for spec in contract_topics()
+    }
     mismatched = [
         f"{name} has {len(existing[name].partitions)} partitions, expected "
         f"{settings.topic_partitions}"
@@ -47,17 +111,24 @@ def ensure_topics(settings: Settings) -> list[str]:
     ]
     if mismatched:
         raise RuntimeError("topics are not co-partitioned: " + "; ".join(mismatched))
+    under = [
+        f"{name} has {replicas} replicas, expected {durable.replication_factor}"
+        for name in wanted
+        if name in existing and (replicas := _replicas(existing[name])) < durable.replication_factor
+    ]
+    if under:
+        raise RuntimeError("topics are under-replicated for this cluster: " + "; ".join(under))
     new = [
         NewTopic(
             name,
             num_partitions=settings.topic_partitions,
-            replication_factor=settings.topic_replication_factor,
-            config=spec.config,
+            replication_factor=durable.replication_factor,
+            config=config,
         )
-        for name, spec in wanted.items()
+        for name, config in wanted.items()
         if name not in existing
     ]
-    _align_configs(admin, {name: spec.config for name, spec in wanted.items() if name in existing})
+    _align_configs(admin, {name: config for name, config in wanted.items() if name in existing})
     if not new:
         return []
     for future in admin.create_topics(new, operation_timeout=30).values():
@@ -67,6 +138,18 @@ def ensure_topics(settings: Settings) -> list[str]:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
     return [topic.topic for topic in new]
+
+
+def _replicas(topic: Any) -> int:
+    return min(len(partition.replicas) for partition in topic.partitions.values())
+
+
+def replication_factor(settings: Settings) -> int:
+    """The replication factor of new topics (Faust's too) on the configured cluster."""
+    if settings.topic_replication_factor:
+        return settings.topic_replication_factor
+    brokers = len(AdminClient(settings.confluent_config()).list_topics(timeout=10).brokers)
+    return durability(brokers).replication_factor
 
 
 def _align_configs(admin: AdminClient, configs: dict[str, dict[str, str]]) -> None:
@@ -95,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ping_cmd.add_argument("--bootstrap")
     ping_cmd.add_argument("--brokers", type=int, default=1)
     sub.add_parser("topics")
+    sub.add_parser("check")
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.command == "ping":
@@ -102,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.bootstrap:
             config["bootstrap.servers"] = args.bootstrap
         return 0 if ping(config, brokers=args.brokers) else 1
+    try:
+        brokers = check_access(settings, wait=30)
+    except (KafkaAccessError, TimeoutError) as error:
+        print(f"kafka: {error}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        print(f"kafka: {brokers} brokers at {settings.kafka_bootstrap_servers}", file=sys.stderr)
+        return 0
     created = ensure_topics(settings)
     total = len(contract_topics())
     print(f"topics: {len(created)} created, {total - len(created)} already there", file=sys.stderr)

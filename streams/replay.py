@@ -50,6 +50,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from aggregates.messages import Envelope
 from process_manager import DEFAULT_TIMEOUTS, Process, State, Timeouts, handle
 from streams import read_model
+from streams.admin import replication_factor
 from streams.codec import DecodeError, decode
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
@@ -533,7 +534,7 @@ def _create_changelog(settings: Settings, topic: str, partitions: int) -> None:
     new = NewTopic(
         topic,
         num_partitions=partitions,
-        replication_factor=settings.topic_replication_factor,
+        replication_factor=replication_factor(settings),
         config={"cleanup.policy": "compact"},
     )
     for future in admin.create_topics([new], operation_timeout=30).values():

@@ -19,6 +19,7 @@ from typing import Protocol
 import prometheus_client
 
 from streams import liveness, metrics
+from streams.admin import KafkaAccessError, check_access
 from streams.aggregate_modules import modules
 from streams.aggregate_processor import AggregateProcessor
 from streams.logs import configure_logging, get_logger
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
+    try:
+        check_access(settings, say=log.warning)
+    except KafkaAccessError as error:
+        raise SystemExit(f"kafka: {error}") from None
     if args.metrics_port:
         # the module counters (commands_decided_total, outbox_published_total, dead letters)
         prometheus_client.start_http_server(

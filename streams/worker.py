@@ -24,6 +24,7 @@ from process_manager import (
     trigger_of,
 )
 from streams import metrics, routing
+from streams.admin import KafkaAccessError, check_access
 from streams.app import create_app
 from streams.codec import DeadLetter, DecodeError, decode, encode
 from streams.deadlines import DeadlineIndex
@@ -31,13 +32,26 @@ from streams.logs import configure_logging, get_logger
 from streams.replay import worker_timeouts
 from streams.runner import Component, module_components, start
 from streams.settings import get_settings
-from streams.topics import ACCEPTED_TYPES, COMMAND_TOPIC, DEAD_LETTERS, EVENT_TOPICS
+from streams.topics import ACCEPTED_TYPES, COMMAND_TOPIC, DEAD_LETTERS, EVENT_TOPICS, durability
 from streams.web import register_views
 
 settings = get_settings()
 configure_logging(settings.log_format, settings.log_level)
 log = get_logger("streams.worker")
 
+# Refused credentials end the worker here with one line, not in endless client retries; the
+# cluster's size gives the replication of the topics Faust creates (its table changelog).
+try:
+    _brokers = check_access(settings, say=log.warning)
+except KafkaAccessError as error:
+    raise SystemExit(f"kafka: {error}") from None
+settings = settings.model_copy(
+    update={
+        "topic_replication_factor": durability(
+            _brokers, settings.topic_replication_factor
+        ).replication_factor
+    }
+)
 app = create_app(settings)
 
 INPUTS = {
