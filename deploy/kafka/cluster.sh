@@ -64,8 +64,18 @@ key_password=$key_password
 ENV
 }
 
+# Debian's package for a missing tool, when we may install it (as postgres.sh does).
+ensure_tool() { # tool package
+  command -v "$1" >/dev/null && return 0
+  [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null || return 1
+  log "installing Debian's $2"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+         apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1; }
+}
+
 netns_works() {
-  [[ "$(id -u)" == 0 ]] && command -v ip >/dev/null || return 1
+  [[ "$(id -u)" == 0 ]] && ensure_tool ip iproute2 || return 1
   local probe="${CLUSTER_NAME:-ofk}-probe"
   ip netns add "$probe" 2>/dev/null || return 1
   ip netns del "$probe"
@@ -133,6 +143,7 @@ key_password="${SSL_KEY_PASSWORD:-orderflow-key}"
 make_certs() {
   local tls="$dir/tls" sans="IP:127.0.0.1,DNS:localhost" i
   [[ "$sasl" == 1 && ! -f "$tls/client.key" ]] || return 0
+  ensure_tool openssl openssl || { log "SASL_SSL needs openssl"; exit 1; }
   mkdir -p "$tls"
   for i in $(seq 1 "$brokers"); do sans+=",IP:$(host_of "$i")"; done
   (
