@@ -45,8 +45,18 @@ class KafkaAccessError(Exception):
     """The brokers answered but refused these credentials (or this TLS setup)."""
 
 
+def cluster_size(metadata: Any) -> int:
+    """The brokers of the cluster: those in the metadata, or the copies of its offsets topic
+    when there are more (the metadata leaves out a broker that is down, not gone)."""
+    offsets = metadata.topics.get("__consumer_offsets")
+    copies = (
+        max((len(p.replicas) for p in offsets.partitions.values()), default=0) if offsets else 0
+    )
+    return max(len(metadata.brokers), copies)
+
+
 def check_access(settings: Settings, wait: float | None = None, say: Any = None) -> int:
-    """The number of brokers, once a metadata request succeeds with the configured security.
+    """The cluster's size, once a metadata request succeeds with the configured security.
 
     Credentials or certificates the brokers refuse raise ``KafkaAccessError`` at once, with
     librdkafka's reason: every client would otherwise retry them for ever. Brokers that do not
@@ -67,7 +77,7 @@ def check_access(settings: Settings, wait: float | None = None, say: Any = None)
     started = last_said = time.monotonic()
     while True:
         try:
-            return len(admin.list_topics(timeout=2).brokers)
+            return cluster_size(admin.list_topics(timeout=2))
         except KafkaException as error:
             admin.poll(0)  # serves error_cb
             if refused or error.args[0].code() in ACCESS_ERRORS:
@@ -99,7 +109,7 @@ def ensure_topics(settings: Settings) -> list[str]:
     admin = AdminClient(settings.confluent_config())
     metadata = admin.list_topics(timeout=10)
     existing = metadata.topics
-    durable = durability(len(metadata.brokers), settings.topic_replication_factor)
+    durable = durability(cluster_size(metadata), settings.topic_replication_factor)
     wanted = {
         settings.topic(spec.name): {**spec.config, **durable.config} for spec in contract_topics()
     }
@@ -148,7 +158,7 @@ def replication_factor(settings: Settings) -> int:
     """The replication factor of new topics (Faust's too) on the configured cluster."""
     if settings.topic_replication_factor:
         return settings.topic_replication_factor
-    brokers = len(AdminClient(settings.confluent_config()).list_topics(timeout=10).brokers)
+    brokers = cluster_size(AdminClient(settings.confluent_config()).list_topics(timeout=10))
     return durability(brokers).replication_factor
 
 

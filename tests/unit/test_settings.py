@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from pydantic import ValidationError
 
+from streams.admin import cluster_size
 from streams.settings import Settings
 from streams.topics import durability
 
@@ -98,3 +101,19 @@ def test_fewer_brokers_keep_the_single_node_values() -> None:
 def test_a_configured_replication_factor_wins_over_the_cluster_size() -> None:
     assert durability(5, replication_factor=5).replication_factor == 5
     assert durability(1, replication_factor=1).config == {}
+
+
+def _metadata(brokers: int, offsets_copies: int | None) -> SimpleNamespace:
+    topics = {}
+    if offsets_copies is not None:
+        partition = SimpleNamespace(replicas=list(range(offsets_copies)))
+        topics["__consumer_offsets"] = SimpleNamespace(partitions={0: partition})
+    return SimpleNamespace(brokers=dict.fromkeys(range(brokers)), topics=topics)
+
+
+def test_a_broker_that_is_down_still_counts_in_the_cluster_size() -> None:
+    # Given three brokers, one of them down: the metadata lists two, the offsets topic has three
+    assert cluster_size(_metadata(2, 3)) == 3
+    # A cluster without an offsets topic yet counts the brokers it lists
+    assert cluster_size(_metadata(3, None)) == 3
+    assert cluster_size(_metadata(1, 1)) == 1
