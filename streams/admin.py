@@ -4,8 +4,9 @@ python -m streams.admin ping [--bootstrap HOST:PORT] [--brokers N]
                                 exit 0 once a metadata request lists N brokers (1)
 python -m streams.admin check   exit 0 when the configured credentials are accepted (one line
                                 and exit 2 when refused)
-python -m streams.admin topics  create the contract topics (idempotent), replicated as the
-                                cluster's size asks (streams.topics.durability)
+python -m streams.admin topics  create the contract topics and the process table's changelog
+                                (idempotent), replicated as the cluster's size asks
+                                (streams.topics.durability)
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def ping(config: dict[str, Any], timeout: float = 2.0, brokers: int = 1) -> bool
 
 
 def ensure_topics(settings: Settings) -> list[str]:
-    """Create missing contract topics; return the names created. Existing ones must match."""
+    """Create missing contract topics and the process table's changelog; return the names
+    created. Existing ones must match."""
     admin = AdminClient(settings.confluent_config())
     metadata = admin.list_topics(timeout=10)
     existing = metadata.topics
@@ -113,6 +115,11 @@ def ensure_topics(settings: Settings) -> list[str]:
     wanted = {
         settings.topic(spec.name): {**spec.config, **durable.config} for spec in contract_topics()
     }
+    # The process table's changelog too, as Faust declares it: were the workers to create it
+    # as they start, their consumers could ask brokers that do not know it yet (on a cluster,
+    # the metadata reaches each broker in its own time) and take its partitions for empty:
+    # Faust's "changelog topic has 0 partitions" and ConsistencyError (highwater -1).
+    wanted[settings.process_changelog_topic()] = {"cleanup.policy": "compact", **durable.config}
     mismatched = [
         f"{name} has {len(existing[name].partitions)} partitions, expected "
         f"{settings.topic_partitions}"
@@ -205,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kafka: {brokers} brokers at {settings.kafka_bootstrap_servers}", file=sys.stderr)
         return 0
     created = ensure_topics(settings)
-    total = len(contract_topics())
+    total = len(contract_topics()) + 1  # and the process table's changelog
     print(f"topics: {len(created)} created, {total - len(created)} already there", file=sys.stderr)
     return 0
 

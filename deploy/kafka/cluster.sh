@@ -8,6 +8,8 @@
 #   cluster.sh bootstrap  the PLAINTEXT bootstrap servers
 #   cluster.sh env        the client settings of the SASL_SSL listener, as shell assignments
 #   cluster.sh pid N      the pid of node N (for kill -9)
+#   cluster.sh host K     a namespace for worker K on the cluster's network; prints its address
+#   cluster.sh exec K CMD runs CMD there (a worker that serves its web view on that address)
 # Network (CLUSTER_NET): "netns" puts every node in a network namespace of its own (a "host"
 # at ${CLUSTER_SUBNET}.1N, a veth pair on one bridge, the host side at ${CLUSTER_SUBNET}.1;
 # needs root and iproute2); "loopback" runs them on 127.0.0.1 with ports from
@@ -101,37 +103,53 @@ sasl_bootstrap() {
 
 # Network namespaces, one per node, on one bridge with the host
 
+# A namespace on the cluster's bridge, at an address of the subnet.
+attach() { # namespace address
+  local ns="$1" address="$2"
+  if ! ip netns list | grep -qw "$ns"; then ip netns add "$ns"; fi
+  if ! ip link show "${ns}h" >/dev/null 2>&1; then
+    ip link add "${ns}h" type veth peer name "${ns}n"
+    ip link set "${ns}n" netns "$ns"
+    ip link set "${ns}h" master "${name}br"
+    ip netns exec "$ns" ip addr add "$address/24" dev "${ns}n"
+  fi
+  ip link set "${ns}h" up
+  ip netns exec "$ns" ip link set lo up
+  ip netns exec "$ns" ip link set "${ns}n" up
+}
+
 net_up() {
   [[ "$net" == netns ]] || return 0
-  local bridge="${name}br" i ns
+  local bridge="${name}br" i
   if ! ip link show "$bridge" >/dev/null 2>&1; then
     ip link add "$bridge" type bridge
     ip addr add "$subnet.1/24" dev "$bridge"
   fi
   ip link set "$bridge" up
-  for i in $(seq 1 "$brokers"); do
-    ns="$(ns_of "$i")"
-    if ! ip netns list | grep -qw "$ns"; then ip netns add "$ns"; fi
-    if ! ip link show "${ns}h" >/dev/null 2>&1; then
-      ip link add "${ns}h" type veth peer name "${ns}n"
-      ip link set "${ns}n" netns "$ns"
-      ip link set "${ns}h" master "$bridge"
-      ip netns exec "$ns" ip addr add "$(host_of "$i")/24" dev "${ns}n"
-    fi
-    ip link set "${ns}h" up
-    ip netns exec "$ns" ip link set lo up
-    ip netns exec "$ns" ip link set "${ns}n" up
-  done
+  for i in $(seq 1 "$brokers"); do attach "$(ns_of "$i")" "$(host_of "$i")"; done
 }
 
 net_down() {
   [[ "$net" == netns ]] || return 0
-  local i
-  for i in $(seq 1 "$brokers"); do
-    ip link del "$(ns_of "$i")h" 2>/dev/null || true
-    ip netns del "$(ns_of "$i")" 2>/dev/null || true
+  local ns
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^${name}(w?[0-9]+)$" || true); do
+    ip link del "${ns}h" 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
   done
   ip link del "${name}br" 2>/dev/null || true
+}
+
+# Hosts for workers: namespace ${name}wK at ${subnet}.2K, beside the nodes
+worker_ns() { echo "${name}w$1"; }
+worker_host() { echo "$subnet.$((20 + $1))"; }
+
+host_up() {
+  local k="$1"
+  if [[ "$net" != netns ]] || ! status; then
+    log "worker hosts need a running cluster in namespaces (CLUSTER_NET=netns)"; exit 1
+  fi
+  attach "$(worker_ns "$k")" "$(worker_host "$k")"
+  worker_host "$k"
 }
 
 # Certificates and users of the SASL_SSL listener
@@ -374,5 +392,7 @@ case "${1:-}" in
   bootstrap) load_layout; bootstrap ;;
   env) load_layout; client_env ;;
   pid) load_layout; pid_of "${2:?node}" ;;
-  *) echo "usage: $0 start|stop|status|bootstrap|env|pid N" >&2; exit 2 ;;
+  host) load_layout; host_up "${2:?worker host number}" ;;
+  exec) load_layout; k="${2:?worker host number}"; shift 2; exec ip netns exec "$(worker_ns "$k")" "$@" ;;
+  *) echo "usage: $0 start|stop|status|bootstrap|env|pid N|host K|exec K COMMAND..." >&2; exit 2 ;;
 esac
