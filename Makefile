@@ -8,6 +8,17 @@ export PYTHONPATH := $(CURDIR)
 .PHONY: venv up down clean topics lint test test-unit worker diagram start stop demo verify replay fuzz chaos bench
 
 N ?= 2
+# BROKERS=3 (or more): the local cluster of deploy/kafka/cluster.sh instead of the single broker;
+# every target then talks to it (KAFKA_BOOTSTRAP_SERVERS). SASL_SSL=1 adds its secure listener.
+BROKERS ?= 1
+ifeq ($(BROKERS),1)
+KAFKA_SH := bash deploy/kafka/kafka.sh
+else
+KAFKA_SH := BROKERS=$(BROKERS) bash deploy/kafka/cluster.sh
+ifeq ($(origin KAFKA_BOOTSTRAP_SERVERS),undefined)
+export KAFKA_BOOTSTRAP_SERVERS := $(shell BROKERS=$(BROKERS) bash deploy/kafka/cluster.sh bootstrap)
+endif
+endif
 ORDERS ?= 1000
 RATE ?= 50
 # The workers of make start (and so of the demo) time a silent gateway out after 15 s in
@@ -23,14 +34,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-up: venv  ## Kafka (KRaft, from Maven jars) and PostgreSQL running
-	bash deploy/kafka/kafka.sh start
+up: venv  ## Kafka (KRaft, from Maven jars; BROKERS nodes) and PostgreSQL running
+	$(KAFKA_SH) start >/dev/null
 	bash deploy/postgres/postgres.sh start
 	@echo "Kafka:      $${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}"
 	@echo "PostgreSQL: 127.0.0.1:$${PGPORT:-5432} (database orderflow)"
 
-down:  ## stop Kafka and PostgreSQL
+down:  ## stop Kafka (the single broker and the cluster) and PostgreSQL
 	bash deploy/kafka/kafka.sh stop
+	bash deploy/kafka/cluster.sh stop
 	bash deploy/postgres/postgres.sh stop
 
 clean: down  ## wipe local data (Kafka logs, Postgres cluster, Faust tables)

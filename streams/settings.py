@@ -8,13 +8,17 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from process_manager import DEFAULT_TIMEOUTS, State, Timeouts
 
 PROCESS_TABLE = "processes"
 """The Faust table of the process manager (it names the table's changelog topic)."""
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# The mechanisms both aiokafka and librdkafka take from a username and a password alone.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class Settings(BaseSettings):
@@ -27,7 +31,8 @@ class Settings(BaseSettings):
 
     topic_prefix: str = ""
     topic_partitions: int = Field(default=8, ge=1)
-    topic_replication_factor: int = Field(default=1, ge=1)
+    # None: 3 on a cluster of three brokers or more, else 1 (streams.kafka.topics.durability).
+    topic_replication_factor: int | None = Field(default=None, ge=1)
 
     app_id: str = "orderflow"
     # Stable per worker across restarts (it names transactional producers, so a restarted
@@ -65,6 +70,46 @@ class Settings(BaseSettings):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_key_password: str | None = None
+
+    @field_validator("security_protocol", "sasl_mechanism")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        return value.upper() if value else None  # SASL_MECHANISM= is no mechanism
+
+    @model_validator(mode="after")
+    def _security_agrees(self) -> Settings:
+        """Refuse what Faust (aiokafka) and librdkafka would read differently.
+
+        Without a mechanism Faust takes PLAIN and librdkafka GSSAPI, so the two halves of a
+        worker would authenticate differently: a SASL protocol needs SASL_MECHANISM.
+        """
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(
+                f"SECURITY_PROTOCOL={self.security_protocol} is not one of "
+                + ", ".join(SECURITY_PROTOCOLS)
+            )
+        if self.security_protocol.startswith("SASL_"):
+            if self.sasl_mechanism is None:
+                raise ValueError(
+                    f"SECURITY_PROTOCOL={self.security_protocol} needs SASL_MECHANISM (one of "
+                    + ", ".join(SASL_MECHANISMS)
+                    + "): Faust would default to PLAIN and librdkafka to GSSAPI"
+                )
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise ValueError(
+                    f"SASL_MECHANISM={self.sasl_mechanism} is not one of "
+                    + ", ".join(SASL_MECHANISMS)
+                )
+            if not (self.sasl_username and self.sasl_password):
+                raise ValueError(
+                    f"SASL_MECHANISM={self.sasl_mechanism} needs SASL_USERNAME and SASL_PASSWORD"
+                )
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("SSL_KEYFILE needs SSL_CERTFILE (the certificate of that key)")
+        if self.ssl_key_password and not (self.ssl_keyfile or self.ssl_certfile):
+            raise ValueError("SSL_KEY_PASSWORD needs SSL_KEYFILE (or a key in SSL_CERTFILE)")
+        return self
 
     def stable_worker_id(self) -> str:
         return self.worker_id or f"{socket.gethostname()}-{self.web_port}"
@@ -116,6 +161,7 @@ class Settings(BaseSettings):
             "ssl.ca.location": self.ssl_cafile,
             "ssl.certificate.location": self.ssl_certfile,
             "ssl.key.location": self.ssl_keyfile,
+            "ssl.key.password": self.ssl_key_password,
         }
         config.update({k: v for k, v in optional.items() if v is not None})
         config.update(extra)
@@ -141,7 +187,8 @@ class Settings(BaseSettings):
         """librdkafka configuration for confluent-kafka producers."""
         # The Java clients' and aiokafka's (Faust's) partitioner: librdkafka's default (CRC32)
         # would put an order's messages on other partitions than Faust does.
-        return self.confluent_config(**{"partitioner": "murmur2_random", **extra})
+        # acks=all is librdkafka's default too; said here so that no producer depends on it.
+        return self.confluent_config(**{"partitioner": "murmur2_random", "acks": "all", **extra})
 
     def faust_credentials(self) -> Any:
         """faust.auth credentials matching the security settings, or None for PLAINTEXT."""
@@ -153,12 +200,14 @@ class Settings(BaseSettings):
         if self.security_protocol.endswith("SSL"):
             context = ssl.create_default_context(cafile=self.ssl_cafile)
             if self.ssl_certfile:
-                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+                context.load_cert_chain(
+                    self.ssl_certfile, self.ssl_keyfile, password=self.ssl_key_password
+                )
         if self.security_protocol.startswith("SASL"):
             return faust.auth.SASLCredentials(
                 username=self.sasl_username,
                 password=self.sasl_password,
-                mechanism=self.sasl_mechanism or "PLAIN",
+                mechanism=self.sasl_mechanism,
                 ssl_context=context,
             )
         return faust.auth.SSLCredentials(context)

@@ -174,7 +174,8 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
         "rocksdb_options": ROCKSDB_OPTIONS,
         "datadir": str(Path(settings.data_dir) / "faust"),
         "topic_partitions": settings.topic_partitions,
-        "topic_replication_factor": settings.topic_replication_factor,
+        # streams/worker.py sets it from the cluster's size when it is not configured.
+        "topic_replication_factor": settings.topic_replication_factor or 1,
         "topic_allow_declare": True,
         "key_serializer": "raw",
         "value_serializer": "raw",

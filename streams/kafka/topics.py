@@ -62,6 +62,24 @@ def contract_topics() -> list[TopicSpec]:
     ]
 
 
+@dataclass(frozen=True)
+class Durability:
+    """How many copies of every topic the cluster keeps, and the topic configs that go with it."""
+
+    replication_factor: int
+    config: dict[str, str]
+
+
+def durability(brokers: int, replication_factor: int | None = None) -> Durability:
+    """Replication 3, two in sync for a write, no unclean leader, on three brokers or more;
+    one copy (the broker's defaults) on fewer. ``replication_factor`` overrides the count."""
+    factor = replication_factor or (3 if brokers >= 3 else 1)
+    if factor < 3:
+        return Durability(factor, {})
+    config = {"min.insync.replicas": "2", "unclean.leader.election.enable": "false"}
+    return Durability(factor, config)
+
+
 def _names(union: Any) -> frozenset[str]:
     members = get_args(get_args(union)[0]) if get_args(union) else (union,)
     return frozenset(cls.__name__ for cls in members)

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import prometheus_client
 
+from streams.kafka.admin import KafkaAccessError, check_access
 from streams.modules.definitions import modules
 from streams.modules.processor import AggregateProcessor
 from streams.modules.shipment.handler import ShipmentHandler
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
+    try:
+        check_access(settings, say=log.warning)
+    except KafkaAccessError as error:
+        raise SystemExit(f"kafka: {error}") from None
     if args.metrics_port:
         # the module counters (commands_decided_total, outbox_published_total, dead letters)
         prometheus_client.start_http_server(

@@ -29,6 +29,7 @@ from process_manager import (
 )
 from streams import faults
 from streams.kafka import dead_letters, routing
+from streams.kafka.admin import KafkaAccessError, check_access
 from streams.kafka.app import create_app
 from streams.kafka.codec import DecodeError, decode, encode
 from streams.kafka.consuming import Consumed
@@ -38,6 +39,7 @@ from streams.kafka.topics import (
     DEAD_LETTERS,
     PROCESS_COMMANDS,
     PROCESS_INPUTS,
+    durability,
 )
 from streams.modules.runner import Component, module_components, start
 from streams.observability import metrics
@@ -50,6 +52,19 @@ settings = get_settings()
 configure_logging(settings.log_format, settings.log_level)
 log = get_logger("streams.process.worker")
 
+# Refused credentials end the worker here with one line, not in endless client retries; the
+# cluster's size gives the replication of the topics Faust creates (its table changelog).
+try:
+    _brokers = check_access(settings, say=log.warning)
+except KafkaAccessError as error:
+    raise SystemExit(f"kafka: {error}") from None
+settings = settings.model_copy(
+    update={
+        "topic_replication_factor": durability(
+            _brokers, settings.topic_replication_factor
+        ).replication_factor
+    }
+)
 app = create_app(settings)
 
 INPUTS = {settings.topic(name): ACCEPTED_TYPES[name] for name in PROCESS_INPUTS}

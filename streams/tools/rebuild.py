@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from process_manager import Process
 from streams.kafka import groups
+from streams.kafka.admin import replication_factor
 from streams.kafka.producing import produce_waiting
 from streams.kafka.topics import PROCESS_INPUTS, READ_MODEL_INPUTS
 from streams.postgres.db import connect
@@ -213,7 +214,7 @@ def _create_changelog(settings: Settings, topic: str, partitions: int) -> None:
     new = NewTopic(
         topic,
         num_partitions=partitions,
-        replication_factor=settings.topic_replication_factor,
+        replication_factor=replication_factor(settings),
         config={"cleanup.policy": "compact"},
     )
     for future in admin.create_topics([new], operation_timeout=30).values():

@@ -31,8 +31,12 @@ def unique(prefix: str) -> str:
 
 def create_topics(settings: Settings, *names: str) -> None:
     admin = AdminClient(settings.confluent_config())
+    # -1: the broker's default.replication.factor (1 on the single node, 3 on the cluster)
     futures = admin.create_topics(
-        [NewTopic(n, num_partitions=settings.topic_partitions, replication_factor=1) for n in names]
+        [
+            NewTopic(n, num_partitions=settings.topic_partitions, replication_factor=-1)
+            for n in names
+        ]
     )
     for future in futures.values():
         future.result(timeout=30)

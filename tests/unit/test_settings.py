@@ -1,0 +1,119 @@
+"""Kafka security settings read alike by Faust (aiokafka) and librdkafka; durability by size."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from pydantic import ValidationError
+
+from streams.kafka.admin import cluster_size
+from streams.kafka.topics import durability
+from streams.settings import Settings
+
+SCRAM = {
+    "security_protocol": "SASL_SSL",
+    "sasl_mechanism": "SCRAM-SHA-512",
+    "sasl_username": "orderflow",
+    "sasl_password": "secret",
+}
+
+
+def test_a_sasl_protocol_without_a_mechanism_is_refused() -> None:
+    # Faust would take PLAIN and librdkafka GSSAPI: neither is picked for the other
+    for protocol in ("SASL_SSL", "SASL_PLAINTEXT"):
+        with pytest.raises(ValidationError, match="needs SASL_MECHANISM"):
+            Settings(security_protocol=protocol, sasl_username="u", sasl_password="p")
+
+
+def test_an_empty_mechanism_from_the_environment_counts_as_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("SASL_MECHANISM", "")
+    with pytest.raises(ValidationError, match="needs SASL_MECHANISM"):
+        Settings()
+
+
+def test_unknown_protocols_and_mechanisms_are_refused() -> None:
+    with pytest.raises(ValidationError, match="SECURITY_PROTOCOL=TLS is not one of"):
+        Settings(security_protocol="TLS")
+    with pytest.raises(ValidationError, match="SASL_MECHANISM=GSSAPI is not one of"):
+        Settings(**{**SCRAM, "sasl_mechanism": "GSSAPI"})
+
+
+def test_sasl_needs_a_username_and_a_password() -> None:
+    with pytest.raises(ValidationError, match="needs SASL_USERNAME and SASL_PASSWORD"):
+        Settings(**{**SCRAM, "sasl_password": None})
+
+
+def test_a_key_needs_its_certificate_and_a_key_password_needs_a_key() -> None:
+    with pytest.raises(ValidationError, match="SSL_KEYFILE needs SSL_CERTFILE"):
+        Settings(security_protocol="SSL", ssl_keyfile="client.key")
+    with pytest.raises(ValidationError, match="SSL_KEY_PASSWORD needs SSL_KEYFILE"):
+        Settings(security_protocol="SSL", ssl_key_password="pw")
+
+
+def test_both_clients_get_the_same_mechanism_credentials_and_key_password() -> None:
+    settings = Settings(
+        **{**SCRAM, "security_protocol": "sasl_ssl", "sasl_mechanism": "scram-sha-512"},
+        ssl_cafile="ca.pem",
+        ssl_certfile="client.crt",
+        ssl_keyfile="client.key",
+        ssl_key_password="pw",
+    )
+    config = settings.confluent_config()
+    assert config["security.protocol"] == "SASL_SSL"
+    assert config["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert (config["sasl.username"], config["sasl.password"]) == ("orderflow", "secret")
+    assert config["ssl.key.password"] == "pw"
+    assert config["ssl.key.location"] == "client.key"
+
+
+def test_plaintext_needs_nothing_and_sends_no_security_options() -> None:
+    config = Settings().confluent_config()
+    assert config["security.protocol"] == "PLAINTEXT"
+    assert not [key for key in config if key.startswith(("sasl.", "ssl."))]
+    assert Settings().faust_credentials() is None
+
+
+def test_every_confluent_producer_waits_for_all_in_sync_replicas() -> None:
+    assert Settings().producer_config()["acks"] == "all"
+    assert Settings().producer_config(**{"transactional.id": "t"})["acks"] == "all"
+
+
+def test_three_brokers_or_more_keep_three_copies_two_in_sync_and_no_unclean_leader() -> None:
+    for brokers in (3, 5):
+        durable = durability(brokers)
+        assert durable.replication_factor == 3
+        assert durable.config == {
+            "min.insync.replicas": "2",
+            "unclean.leader.election.enable": "false",
+        }
+
+
+def test_fewer_brokers_keep_the_single_node_values() -> None:
+    for brokers in (1, 2):
+        assert durability(brokers).replication_factor == 1
+        assert durability(brokers).config == {}
+
+
+def test_a_configured_replication_factor_wins_over_the_cluster_size() -> None:
+    assert durability(5, replication_factor=5).replication_factor == 5
+    assert durability(1, replication_factor=1).config == {}
+
+
+def _metadata(brokers: int, offsets_copies: int | None) -> SimpleNamespace:
+    topics = {}
+    if offsets_copies is not None:
+        partition = SimpleNamespace(replicas=list(range(offsets_copies)))
+        topics["__consumer_offsets"] = SimpleNamespace(partitions={0: partition})
+    return SimpleNamespace(brokers=dict.fromkeys(range(brokers)), topics=topics)
+
+
+def test_a_broker_that_is_down_still_counts_in_the_cluster_size() -> None:
+    # Given three brokers, one of them down: the metadata lists two, the offsets topic has three
+    assert cluster_size(_metadata(2, 3)) == 3
+    # A cluster without an offsets topic yet counts the brokers it lists
+    assert cluster_size(_metadata(3, None)) == 3
+    assert cluster_size(_metadata(1, 1)) == 1
