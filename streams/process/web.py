@@ -35,6 +35,7 @@ from yarl import URL
 from process_manager import Process, State
 from streams.kafka.codec import encode, external
 from streams.kafka.topics import PROCESS_COMMANDS
+from streams.observability import metrics
 from streams.process.actions import ACTIONS, Conflict, operator_command, refusal
 from streams.process.queries import (
     STALLED_AFTER,
@@ -177,6 +178,12 @@ def status_of(error: Exception) -> int:
 
 def refused(web: View, error: Exception) -> Response:
     return web.json({"error": str(error)}, status=status_of(error))
+
+
+def register_routes(app: faust.App, processes: Any, settings: Settings) -> None:
+    """Every route a worker serves beside Faust's own: the process views and ``/metrics``."""
+    register_views(app, processes, settings)
+    metrics.register_metrics(app, processes, settings)
 
 
 def register_views(app: faust.App, processes: Any, settings: Settings) -> None:

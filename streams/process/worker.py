@@ -45,7 +45,7 @@ from streams.modules.runner import Component, module_components, start
 from streams.observability import metrics
 from streams.observability.logs import configure_logging, get_logger
 from streams.process.deadlines import DeadlineIndex
-from streams.process.web import register_views
+from streams.process.web import register_routes
 from streams.settings import PROCESS_TABLE, get_settings
 
 settings = get_settings()
@@ -257,5 +257,4 @@ class ModuleServices(mode.Service):
         self._stop.set()
 
 
-register_views(app, processes, settings)
-metrics.register_metrics(app, processes, settings)
+register_routes(app, processes, settings)

@@ -28,9 +28,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from streams.kafka.app import create_app
 from streams.kafka.topics import contract_topics
 from streams.observability import lag, metrics
-from streams.settings import Settings
+from streams.process.web import register_routes
+from streams.settings import PROCESS_TABLE, Settings
 from tests.unit.custom_resources import SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -578,9 +580,14 @@ def test_two_workers_with_one_worker_id_fail() -> None:
 
 @cache
 def worker_routes() -> tuple[str, ...]:
-    """The paths the worker's web server serves: ours, and Faust's own blueprints."""
-    from streams.process.worker import app
-
+    """The paths the worker's web server serves: ours, and Faust's own blueprints (on an app
+    made as the worker makes its own, without importing the worker, which asks Kafka first)."""
+    settings = Settings()
+    app = create_app(settings, app_id="manifest-routes")
+    table = app.Table(
+        PROCESS_TABLE, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
+    )
+    register_routes(app, table, settings)
     app.web.blueprints.apply(app.web)
     return tuple(app.web.views)
 
