@@ -10,6 +10,7 @@ workers reach Kafka only; the module runner runs on this host, beside PostgreSQL
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -160,7 +161,7 @@ def test_each_worker_routes_to_the_other_host_and_fans_out_over_both(
         return body if status == 200 and body["state"] == "Completed" else None
 
     records = {
-        o: eventually(lambda o=o: completed_at_owner(o), f"{o} completed", 60) for o in owner
+        o: eventually(functools.partial(completed_at_owner, o), f"{o} completed", 60) for o in owner
     }
 
     # Then the worker that does not own an order answers its record, fetched from the owner
