@@ -70,7 +70,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
     script_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CLUSTER_")},
         **cluster_env,
-        "BROKERS": "1",
+        "BROKERS": "3",
         "KAFKA_HEAP": "512m",
         "PYTHONPATH": str(REPO),
     }
