@@ -19,6 +19,8 @@ PROCESS_TABLE = "processes"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 # The mechanisms both aiokafka and librdkafka take from a username and a password alone.
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+ANY_ADDRESS = ("0.0.0.0", "::", "")
+LOCAL_OR_ANY = (*ANY_ADDRESS, "127.0.0.1", "localhost", "::1")
 
 
 class Settings(BaseSettings):
@@ -112,11 +114,28 @@ class Settings(BaseSettings):
         return self
 
     def stable_worker_id(self) -> str:
-        return self.worker_id or f"{socket.gethostname()}-{self.web_port}"
+        """WORKER_ID, else the host this worker is reached at and its web port.
+
+        Where that host is only this machine's loopback or any address, the machine's name
+        stands for it. Network namespaces share the machine's name, so two workers in
+        namespaces of their own on the same port are told apart by their addresses.
+        """
+        if self.worker_id:
+            return self.worker_id
+        host = self.web_host_name()
+        if not self.web_host and self.web_bind in LOCAL_OR_ANY:
+            host = socket.gethostname()
+        return f"{host}-{self.web_port}"
+
+    def web_host_name(self) -> str:
+        """The host other workers reach this one at: WEB_HOST, else the bind address, else
+        (bound to any address) this machine's name."""
+        if self.web_host:
+            return self.web_host
+        return self.web_bind if self.web_bind not in ANY_ADDRESS else socket.getfqdn()
 
     def canonical_url(self) -> str:
-        host = self.web_host or (self.web_bind if self.web_bind != "0.0.0.0" else socket.getfqdn())
-        return f"http://{host}:{self.web_port}"
+        return f"http://{self.web_host_name()}:{self.web_port}"
 
     def faust_app_id(self, version: int | None = None) -> str:
         """The id Faust derives from app id and version (default: ``app_version``): its group

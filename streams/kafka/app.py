@@ -181,6 +181,11 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
         "value_serializer": "raw",
         "web_bind": settings.web_bind,
         "web_port": settings.web_port,
+        # `faust worker --web-port` (or --web-host) rebuilds canonical_url from web_host and
+        # web_port, and Faust's web_host defaults to the machine's name, which every network
+        # namespace shares and which resolves to loopback: workers on hosts of their own all
+        # announced that name to the assignor, so table_route and the fan-out found no peer.
+        "web_host": settings.web_host_name(),
         "canonical_url": settings.canonical_url(),
         "web_enabled": True,
         # Faust's own /table/ and /router/ views dump raw records (client ids, amounts) to

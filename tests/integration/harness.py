@@ -122,6 +122,7 @@ class Service:
     data_dir: Path
     name: str
     ready_marker: bytes
+    launcher: list[str] = field(default_factory=list)  # runs the interpreter (ip netns exec)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -134,7 +135,7 @@ class Service:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, *self.argv],
+                [*self.launcher, sys.executable, *self.argv],
                 cwd=REPO,
                 env=env,
                 stdout=log,
@@ -174,13 +175,21 @@ class Service:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def faust_worker(app: str, env: dict[str, str], data_dir: Path, web_port: int) -> Service:
-    """A `faust -A <app> worker` on its own web port (which also makes its worker id unique)."""
+def faust_worker(
+    app: str,
+    env: dict[str, str],
+    data_dir: Path,
+    web_port: int,
+    bind: str = "127.0.0.1",
+    launcher: tuple[str, ...] = (),
+) -> Service:
+    """A `faust -A <app> worker` on its own web port (which also makes its worker id unique),
+    or on its own host: ``bind`` its address, ``launcher`` what runs it there."""
     argv = ["-m", "faust", "-A", app, "worker", "-l", "info"]
-    argv += ["--web-port", str(web_port), "--web-bind", "127.0.0.1"]
-    return Service(
-        argv, {**env, "WEB_PORT": str(web_port)}, data_dir, f"worker-{web_port}", b"Ready"
-    )
+    argv += ["--web-port", str(web_port), "--web-bind", bind]
+    env = {**env, "WEB_PORT": str(web_port), "WEB_BIND": bind}
+    name = f"worker-{web_port}" if bind == "127.0.0.1" else f"worker-{bind}-{web_port}"
+    return Service(argv, env, data_dir, name, b"Ready", list(launcher))
 
 
 def module_runner(env: dict[str, str], data_dir: Path, only: str, name: str = "modules") -> Service:

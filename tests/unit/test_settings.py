@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from faust.cli.worker import worker as faust_worker_command
 from pydantic import ValidationError
 
 from streams.kafka.admin import cluster_size
+from streams.kafka.app import create_app
 from streams.kafka.topics import durability
 from streams.settings import Settings
 
@@ -117,3 +121,50 @@ def test_a_broker_that_is_down_still_counts_in_the_cluster_size() -> None:
     # A cluster without an offsets topic yet counts the brokers it lists
     assert cluster_size(_metadata(3, None)) == 3
     assert cluster_size(_metadata(1, 1)) == 1
+
+
+# Where other workers reach this one
+
+
+def start_as_faust_worker_does(app: Any, settings: Settings) -> None:
+    """What `faust worker --web-port P --web-bind B` does to the app's settings."""
+    command = faust_worker_command.__new__(faust_worker_command)
+    command.app = app
+    command._init_worker_options(
+        with_web=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_bind,
+        web_host=None,
+        web_transport=None,
+    )
+
+
+@pytest.mark.filterwarnings("ignore::faust.exceptions.AlreadyConfiguredWarning")
+def test_faust_worker_with_a_web_port_announces_the_bind_address_not_the_machine() -> None:
+    # Given a worker bound to the address of its own network namespace
+    settings = Settings(web_bind="10.79.0.21", web_port=6066)
+    app = create_app(settings, app_id="announce")
+
+    # When `faust worker --web-port` rebuilds canonical_url from web_host and web_port
+    start_as_faust_worker_does(app, settings)
+
+    # Then the assignor announces that address, which the other workers can reach
+    assert str(app.conf.canonical_url) == "http://10.79.0.21:6066"
+
+
+def test_web_host_names_the_worker_for_others_over_the_bind_address() -> None:
+    settings = Settings(web_bind="0.0.0.0", web_host="worker-1", web_port=6066)
+    assert settings.canonical_url() == "http://worker-1:6066"
+    assert settings.stable_worker_id() == "worker-1-6066"
+
+
+def test_two_workers_in_namespaces_on_one_port_have_distinct_ids() -> None:
+    # Namespaces share the machine's name: the bind address tells them apart
+    ids = {Settings(web_bind=f"10.79.0.2{k}", web_port=6066).stable_worker_id() for k in (1, 2)}
+    assert ids == {"10.79.0.21-6066", "10.79.0.22-6066"}
+
+
+def test_a_worker_on_loopback_or_any_address_is_named_after_the_machine() -> None:
+    for bind in ("127.0.0.1", "0.0.0.0"):
+        worker_id = Settings(web_bind=bind, web_port=6066).stable_worker_id()
+        assert worker_id == f"{socket.gethostname()}-6066"
