@@ -95,6 +95,9 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
             "TOPIC_PREFIX": unique("t") + ".",
             "APP_ID": unique("app"),
             "WORKER_RUNS_MODULES": "false",
+            # No settlement within the test: a PaymentSettled would change a completed record
+            # between the owner's answer and the other worker's.
+            "PAYMENT_SETTLEMENT_DELAY_S": "600",
         }
         settings = Settings(**{k.lower(): v for k, v in env.items()})  # type: ignore[arg-type]
         ensure_topics(settings)
