@@ -147,19 +147,22 @@ PROFILES: Final = {
         ),
         # `make chaos BROKERS=3`: on the three-node cluster, the node that leads the most
         # partitions is killed with SIGKILL mid-run and started again 30 s later; workers and
-        # runners are killed before, while it is down and after.
+        # runners are killed before, while it is down and after. At 45/s on this 2-core
+        # machine the backlog grew to minutes and 90 % of the orders timed out in
+        # AwaitingPayment: 25/s, and a payment timeout of 60 s, keep the mix's outcomes.
         Profile(
             name="cluster",
             orders=5000,
-            rate=45.0,
+            rate=25.0,
             burst=0,
             worker_kills=8,
             runner_kills=3,
             separate_modules=True,
-            outage=Outage(at_s=(35.0, 50.0), down_s=30.0),
+            outage=Outage(at_s=(60.0, 90.0), down_s=30.0),
             kills_while_down=3,
             after_span_s=40.0,
             max_seconds=900.0,
+            timeouts={"AwaitingPayment": 60.0},
             broker_fault="kill-leader",
         ),
     )

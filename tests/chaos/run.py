@@ -31,7 +31,7 @@ A process that exits by itself (the watchdog's 70) is started again after 2 s, a
 ``deploy/workers.sh`` does, and reported. Every generation of every process logs to a file of
 its own under ``.data/chaos/<run>/``. When every process has ended and every fault was carried
 out, the run waits until every consumer group has consumed every committed record, stops the
-processes and runs the checker. Bounded in count and time, 127.0.0.1 only, and it stops by
+processes and runs the checker. Bounded in count and time, workers on 127.0.0.1, and it stops by
 itself; the broker is started again whatever happens. Exits 1 when an invariant fails, a
 planned fault was not carried out, or the run did not finish in time.
 """
