@@ -103,7 +103,7 @@ endif
 SEED ?=
 CHAOS_ORDERS ?=
 CHAOS_ARGS ?=
-chaos: topics  ## kill -9 workers and stop the broker under load (PROFILE, SEED), then check every invariant
+chaos: topics  ## kill -9 workers and stop the broker (BROKERS=3: kill -9 a node) under load (PROFILE, SEED), then check every invariant
 	$(PY) -m tests.chaos.run --profile $(PROFILE) $(if $(SEED),--seed $(SEED)) \
 	  $(if $(CHAOS_ORDERS),--orders $(CHAOS_ORDERS)) $(CHAOS_ARGS)
 
