@@ -10,7 +10,6 @@ FUZZ_EXAMPLES sets how many rounds hypothesis plays (`make fuzz` plays many, CI 
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import time
@@ -38,7 +37,6 @@ from aggregates.messages import (
     to_wire,
 )
 from streams.kafka.codec import external
-from streams.kafka.routing import owner_of
 from streams.settings import Settings
 from tests.fuzz.strategies import INPUT_TOPICS, bad_record, wrong_topics
 from tests.integration.flows import (
@@ -54,6 +52,7 @@ from tests.integration.harness import (
     isolated_settings,
     misrouted_id,
     read_to_end,
+    same_partition_id,
     send_as_a_default_client,
 )
 
@@ -153,7 +152,9 @@ def test_bad_records_become_dead_letters_and_valid_orders_still_complete(
     broken = None
     if data.draw(st.booleans(), label="an order that breaks the handler, on that partition"):
         event("an order breaks the handler")
-        broken = same_partition(f"{BROKEN}-{uuid.uuid4().hex[:10]}", valid, settings_)
+        broken = same_partition_id(
+            f"{BROKEN}-{uuid.uuid4().hex[:10]}", valid, settings_.topic_partitions
+        )
         place_order(settings_, broken, "card_ok", [(sku, 1)])
     positions += produce_at(settings_, bad[len(bad) // 2 :])
 
@@ -166,17 +167,6 @@ def test_bad_records_become_dead_letters_and_valid_orders_still_complete(
     for position in positions:
         assert letters[position]["reason"], letters[position]
     assert worker.running(), worker.tail()
-
-
-def same_partition(prefix: str, other: str, settings: Settings) -> str:
-    """An order id starting with ``prefix`` whose key owns ``other``'s partition."""
-    partitions = settings.topic_partitions
-    target = owner_of(other.encode(), partitions)
-    return next(
-        candidate
-        for candidate in (f"{prefix}-{n}" for n in itertools.count())
-        if owner_of(candidate.encode(), partitions) == target
-    )
 
 
 def wait_quarantined(order_id: str) -> dict:  # type: ignore[type-arg]

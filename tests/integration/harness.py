@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -214,6 +215,16 @@ def wire(message: Message, *, message_id: str | None = None) -> tuple[bytes, byt
 
 def envelopes(records: list[tuple[bytes, bytes]]) -> list[Envelope]:
     return [from_wire(json.loads(value)) for _, value in records]
+
+
+def same_partition_id(prefix: str, other: str, partitions: int) -> str:
+    """An order id starting with ``prefix`` whose key owns ``other``'s partition."""
+    target = owner_of(other.encode(), partitions)
+    return next(
+        candidate
+        for candidate in (f"{prefix}-{n}" for n in itertools.count())
+        if owner_of(candidate.encode(), partitions) == target
+    )
 
 
 def misrouted_id(prefix: str, partitions: int) -> str:

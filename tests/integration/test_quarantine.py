@@ -8,7 +8,6 @@ is restarting the worker without the fault, on the same data directory.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -21,10 +20,16 @@ from typing import Any
 
 import pytest
 
-from streams.kafka.routing import owner_of
 from streams.settings import Settings
 from tests.integration.flows import get_process, history_types, place_order, stock, wait_terminal
-from tests.integration.harness import REPO, Service, faust_worker, isolated_settings, unique
+from tests.integration.harness import (
+    REPO,
+    Service,
+    faust_worker,
+    isolated_settings,
+    same_partition_id,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +40,7 @@ TOKEN = "quarantine-operator"
 def on_one_partition(partitions: int, *prefixes: str) -> list[str]:
     """One order id per prefix, all owning the same partition."""
     first = unique(prefixes[0])
-    target = owner_of(first.encode(), partitions)
-    ids = [first]
-    for prefix in prefixes[1:]:
-        ids.append(
-            next(
-                candidate
-                for candidate in (f"{prefix}-{n}" for n in itertools.count())
-                if owner_of(candidate.encode(), partitions) == target
-            )
-        )
-    return ids
+    return [first, *(same_partition_id(prefix, first, partitions) for prefix in prefixes[1:])]
 
 
 def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
