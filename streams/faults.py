@@ -21,6 +21,9 @@ PROCESSOR_HANG_BEFORE_OFFSETS = "processor_hang_before_offsets"
 # The Faust worker hands table changelog records to its producer this late (seconds in
 # ORDERFLOW_FAULT_DELAY_S), as when its event loop is busy or the broker is away.
 CHANGELOG_PUBLISH_DELAY = "changelog_publish_delay"
+# The Faust worker's recovery takes in each table changelog record this late
+# (ORDERFLOW_FAULT_DELAY_S), as when its event loop is busy: fetched records wait in its queue.
+CHANGELOG_EVENT_DELAY = "changelog_event_delay"
 # The process manager's handler raises for messages of the order ids that contain
 # ORDERFLOW_FAULT_MATCH, of the types in ORDERFLOW_FAULT_TYPES (comma-separated; all if unset):
 # a bug that breaks one process.

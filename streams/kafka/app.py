@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.tables import base as faust_tables
 from faust.transport import consumer as faust_consumer
 from faust.transport import producer as faust_producer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.utils.functional import consecutive_numbers
 
-from streams.faults import CHANGELOG_PUBLISH_DELAY, delay_point
+from streams.faults import CHANGELOG_EVENT_DELAY, CHANGELOG_PUBLISH_DELAY, delay_point
+from streams.kafka.standby import use_lossless_standbys
 from streams.settings import Settings
 
 MiB = 1024 * 1024
@@ -160,6 +162,16 @@ def use_full_flush() -> None:
     buffer.flush = flush  # type: ignore[method-assign,assignment]
 
 
+_faust_on_changelog_event = faust_tables.Collection.on_changelog_event
+
+
+async def on_changelog_event(table: Any, event: Any) -> None:
+    """Faust's hook for each changelog record a recovery takes in, which a test can make slow
+    (``CHANGELOG_EVENT_DELAY``), as a busy event loop does."""
+    await delay_point(CHANGELOG_EVENT_DELAY)
+    await _faust_on_changelog_event(table, event)
+
+
 def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) -> faust.App:
     """A Faust app wired to the configured Kafka, RocksDB store and web bind address.
 
@@ -209,4 +221,6 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
     use_read_committed()
     use_gap_safe_commits()
     use_full_flush()
+    use_lossless_standbys()
+    faust_tables.Collection.on_changelog_event = on_changelog_event  # type: ignore[method-assign,assignment]
     return faust.App(app_id or settings.app_id, **options)
