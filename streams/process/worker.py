@@ -185,7 +185,8 @@ async def send_forward(forward: routing.Forward, record: Any) -> None:
 
 
 async def dead_letter(record: Any, key: bytes | None, value: bytes | None, reason: str) -> None:
-    consumed = Consumed(record.topic, record.partition, record.offset, key, value)
+    headers = routing.as_headers(record.headers)  # a redrive's count goes on with the letter
+    consumed = Consumed(record.topic, record.partition, record.offset, key, value, headers)
     await outputs[DEAD_LETTERS].send(key=key, value=dead_letters.letter(consumed, reason))
     metrics.dead_letter(record.topic)
 
