@@ -207,8 +207,11 @@ async def check_deadlines() -> None:
     now = datetime.now(UTC)
     for key, deadline in deadlines.due(now):
         process = load(processes.get(key))
-        if process is None or process.deadline != deadline or is_quarantined(process):
-            continue  # a quarantined process waits for an operator, not for its deadline
+        if process is None or process.deadline != deadline:
+            continue
+        if is_quarantined(process):  # it waits for an operator, not for its deadline; once
+            deadlines.withhold(key, deadline)  # released with that deadline, it is due again
+            continue
         timed_out = Envelope.wrap(
             ProcessTimedOut(order_id=process.order_id, deadline=deadline),
             message_id=deterministic_id(f"{process.order_id}:{deadline.isoformat()}", "timeout"),
