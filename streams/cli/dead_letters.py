@@ -11,7 +11,16 @@ from typing import Any
 import click
 
 from streams.cli.operator import by_option
-from streams.cli.output import Refused, Unreachable, console, emit_json, fields, json_option, table
+from streams.cli.output import (
+    Refused,
+    Unreachable,
+    console,
+    emit_json,
+    fields,
+    json_option,
+    table,
+    when,
+)
 from streams.settings import get_settings
 from streams.tools import redrive as letters_of
 from streams.tools.redrive import MAX_REDRIVES, Letter
@@ -59,7 +68,7 @@ def list_letters(source: str | None, reason: str | None, limit: int, as_json: bo
     rows = [
         (
             letter.id,
-            letter.record.get("failed_at"),
+            when(letter.record.get("failed_at")),
             _where(letter.source),
             letter.record.get("key"),
             letter.redrive_count,
@@ -68,7 +77,7 @@ def list_letters(source: str | None, reason: str | None, limit: int, as_json: bo
         )
         for letter in chosen
     ]
-    table(("ID", "FAILED AT", "SOURCE", "KEY", "REDRIVES", "REDRIVEN", "REASON"), rows)
+    table(("ID", "FAILED AT (UTC)", "SOURCE", "KEY", "REDRIVES", "REDRIVEN", "REASON"), rows)
     click.echo(f"{len(rows)} dead letter(s)")
 
 
@@ -87,7 +96,7 @@ def show(letter_id: str, as_json: bool) -> None:
     fields(
         [
             ("id", letter.id),
-            ("failed at", record.get("failed_at")),
+            ("failed at", when(record.get("failed_at"), millis=True)),
             ("reason", letter.reason),
             ("source", _where(letter.source)),
             (
@@ -103,9 +112,9 @@ def show(letter_id: str, as_json: bool) -> None:
     console.print(_shown_value(letter), markup=False, highlight=False)
     if redrives:
         table(
-            ("REDRIVEN AT", "BY", "SENT TO", "NOTE"),
+            ("REDRIVEN AT (UTC)", "BY", "SENT TO", "NOTE"),
             [
-                (r["redriven_at"], r["requested_by"], _where(r["sent_to"]), r.get("note"))
+                (when(r["redriven_at"]), r["requested_by"], _where(r["sent_to"]), r.get("note"))
                 for r in redrives
             ],
             title="redrives",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -57,3 +58,15 @@ def fields(pairs: Iterable[tuple[str, Any]], title: str | None = None) -> None:
     for name, value in pairs:
         shown.add_row(name, "" if value is None else str(value))
     console.print(shown)
+
+
+def when(text: Any, *, millis: bool = False) -> str | None:
+    """An ISO-8601 time as ``2026-12-03 08:24:29`` (UTC; ``.235`` with ``millis``)."""
+    if not text:
+        return None
+    try:
+        at = datetime.fromisoformat(str(text)).astimezone(UTC)
+    except ValueError:
+        return str(text)
+    shown = at.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return shown[:-3] if millis else shown[:-7]

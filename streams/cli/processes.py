@@ -8,7 +8,7 @@ from urllib.parse import quote, urlencode
 import click
 
 from process_manager import State
-from streams.cli.output import emit_json, fields, json_option, table
+from streams.cli.output import emit_json, fields, json_option, table, when
 from streams.cli.web import base_url, get, url_option
 
 
@@ -43,15 +43,15 @@ def list_processes(
         (
             p["order_id"],
             p["state"],
-            p.get("updated_at"),
-            p.get("deadline"),
+            when(p.get("updated_at")),
+            when(p.get("deadline")),
             f"{p.get('total_price')} {p.get('currency')}",
             p.get("payment_method"),
             _note(p),
         )
         for p in listed
     ]
-    table(("ORDER", "STATE", "UPDATED", "DEADLINE", "TOTAL", "PAYMENT", "NOTE"), rows)
+    table(("ORDER", "STATE", "UPDATED (UTC)", "DEADLINE (UTC)", "TOTAL", "PAYMENT", "NOTE"), rows)
     click.echo(f"{len(rows)} process(es)")
 
 
@@ -79,7 +79,7 @@ def show(order_id: str, url: str | None, as_json: bool) -> None:
         [
             ("order", process["order_id"]),
             ("state", process["state"]),
-            ("deadline", process.get("deadline")),
+            ("deadline", when(process.get("deadline"))),
             ("client", process.get("client_id")),
             ("total", f"{process.get('total_price')} {process.get('currency')}"),
             ("payment", f"{process.get('payment_method')} {process.get('payment_id') or ''}"),
@@ -90,7 +90,7 @@ def show(order_id: str, url: str | None, as_json: bool) -> None:
     )
     rows = [
         (
-            entry["at"],
+            when(entry["at"], millis=True),
             entry["message_type"],
             entry.get("from_state") or "-",
             entry["to_state"],
@@ -98,7 +98,7 @@ def show(order_id: str, url: str | None, as_json: bool) -> None:
         )
         for entry in process.get("history", ())
     ]
-    table(("AT", "MESSAGE", "FROM", "TO", "COMMANDS SENT"), rows, title="history")
+    table(("AT (UTC)", "MESSAGE", "FROM", "TO", "COMMANDS SENT"), rows, title="history")
 
 
 def _quarantine(quarantine: dict[str, Any]) -> str:
