@@ -289,6 +289,29 @@ def test_a_redriven_record_still_bad_comes_back_counted_and_stops_at_the_limit(
     assert listed.returncode == 0 and first["id"] in listed.stdout and "yes" in listed.stdout
 
 
+@pytest.mark.parametrize(
+    "topic",
+    ["carts.events", "shipments.commands"],
+    ids=["the process manager (Faust)", "the shipment handler"],
+)
+def test_every_consumer_keeps_the_redrive_count_in_a_new_dead_letter(
+    system: System, topic: str
+) -> None:
+    # Given a record that is not JSON, dead-lettered by the consumer of its topic
+    order_id = unique("junk")
+    produce(system.settings, system.settings.topic(topic), [(order_id.encode(), b"not json")])
+    [letter] = eventually(lambda: letters_of(system, order_id))
+    assert letter["source"]["topic"] == system.settings.topic(topic)
+    assert letter["reason"].startswith("invalid JSON") and letter["redrive_count"] == 0
+
+    # When it is redriven, still bad
+    system.json("dead-letters", "redrive", letter["id"], "--by", "ops-4")
+
+    # Then that consumer dead-letters it again, with the count and the letter it came from
+    again = eventually(lambda: [x for x in letters_of(system, order_id) if x["redrive_count"]])
+    assert [(x["redrive_count"], x["redriven_from"]) for x in again] == [(1, letter["id"])]
+
+
 def test_a_redrive_chosen_by_reason_completes_an_order_once_its_cause_is_fixed(
     system: System,
 ) -> None:
