@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+ORDERFLOW := $(VENV)/bin/orderflow
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: venv up down clean topics lint test test-unit worker diagram start stop demo verify replay fuzz chaos bench
@@ -64,8 +65,8 @@ test: topics  ## the whole suite, against the real services (and a headless Chro
 	bash deploy/kcat.sh >/dev/null
 	$(VENV)/bin/pytest
 
-worker: topics  ## one worker in the foreground
-	$(VENV)/bin/faust -A streams.process.worker worker -l info
+worker: topics  ## one worker in the foreground (orderflow worker: faust -A streams.process.worker worker)
+	$(ORDERFLOW) worker
 
 diagram: venv  ## regenerate the README state diagram from the transition table
 	$(PY) -m tests.readme_diagram --write
@@ -81,10 +82,10 @@ demo: start  ## the main job: drive ORDERS carts through N workers and print the
 	@echo "The workers keep running: 'make stop' stops them, 'make down' stops Kafka and Postgres."
 
 verify: venv  ## fold the event topics offline and diff against the live process states
-	$(WITH_TIMEOUTS) $(PY) -m streams.tools.verify
+	$(WITH_TIMEOUTS) $(ORDERFLOW) verify
 
 replay: venv  ## rebuild the process table into APP_VERSION+1 (and the read model); prints how to switch
-	$(WITH_TIMEOUTS) $(PY) -m streams.tools.replay --read-model
+	$(WITH_TIMEOUTS) $(ORDERFLOW) replay --read-model
 
 FUZZ_EXAMPLES ?= 100
 fuzz: topics  ## fuzzed bad input on every input topic against a real worker

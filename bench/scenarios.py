@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import threading
@@ -178,11 +177,9 @@ def e2e(
 
 
 def _run_tool(sc: Scenario, module: str, *args: str) -> dict[str, Any]:
-    if importlib.util.find_spec(f"streams.{module}") is None:
-        return {"missing": True}
     started = time.monotonic()
     proc = subprocess.run(
-        [str(PYTHON), "-m", f"streams.{module}", *args, "--json"],
+        [str(PYTHON), "-m", "streams.cli", module, *args, "--json"],
         env=sc.env,
         cwd=REPO,
         capture_output=True,

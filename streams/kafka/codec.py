@@ -112,6 +112,10 @@ class DeadLetter:
     offset: int
     key: bytes | None
     value: bytes | None
+    redrive_count: int = 0
+    """How many times an operator sent this record back to its topic (0: never)."""
+    redriven_from: str | None = None
+    """The dead letter (``partition:offset`` on ``dead-letters``) of its last redrive."""
 
     def to_bytes(self, failed_at: datetime | None = None) -> bytes:
         record: dict[str, Any] = {
@@ -122,6 +126,8 @@ class DeadLetter:
             "value_base64": _b64(self.value),
             "value_bytes": None if self.value is None else len(self.value),
             "failed_at": (failed_at or datetime.now(UTC)).isoformat(),
+            "redrive_count": self.redrive_count,
+            "redriven_from": self.redriven_from,
         }
         return json.dumps(record, separators=(",", ":")).encode()
 

@@ -16,6 +16,8 @@ MODULES: Final = ("carts", "orders", "payments", "shipments")
 PROCESS_COMMANDS: Final = "processes.commands"
 """The process manager's own commands: timeouts and operators' actions."""
 DEAD_LETTERS: Final = "dead-letters"
+DEAD_LETTER_REDRIVES: Final = "dead-letters.redrives"
+"""The audit of redrives: which dead letter an operator sent back, where, when, who."""
 # Dead letters keep the raw value (base64), so they may be larger than the record that failed.
 DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
 
@@ -50,7 +52,8 @@ def contract_topics() -> list[TopicSpec]:
 
     Event topics are the source of truth, so they are kept forever; so is `processes.commands`,
     because its timeouts and operator cancels are inputs of the process that replay and verify
-    fold. The other command topics keep a week.
+    fold. The other command topics keep a week. Dead letters and the audit of their redrives
+    are kept forever.
     """
     forever = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
     week = {"retention.ms": str(7 * 24 * 3600 * 1000)}
@@ -59,6 +62,7 @@ def contract_topics() -> list[TopicSpec]:
         *(TopicSpec(name, forever) for name in kept_forever),
         *(TopicSpec(name, week) for name in COMMAND_TOPICS if name not in kept_forever),
         TopicSpec(DEAD_LETTERS, {**forever, "max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}),
+        TopicSpec(DEAD_LETTER_REDRIVES, forever),
     ]
 
 

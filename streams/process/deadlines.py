@@ -35,6 +35,11 @@ class DeadlineIndex:
         if deadline is not None:
             heapq.heappush(self.heap, (deadline, key))
 
+    def withhold(self, key: bytes, deadline: datetime) -> None:
+        """Take back the announcement of a deadline that was not acted on (its process is
+        quarantined): pushed again when an operator releases the process, it is due again."""
+        self.announced.pop((key, deadline), None)
+
     def due(self, now: datetime) -> list[tuple[bytes, datetime]]:
         """Keys whose deadline passed and that were not announced yet, in deadline order."""
         found = []

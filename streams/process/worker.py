@@ -185,7 +185,8 @@ async def send_forward(forward: routing.Forward, record: Any) -> None:
 
 
 async def dead_letter(record: Any, key: bytes | None, value: bytes | None, reason: str) -> None:
-    consumed = Consumed(record.topic, record.partition, record.offset, key, value)
+    headers = routing.as_headers(record.headers)  # a redrive's count goes on with the letter
+    consumed = Consumed(record.topic, record.partition, record.offset, key, value, headers)
     await outputs[DEAD_LETTERS].send(key=key, value=dead_letters.letter(consumed, reason))
     metrics.dead_letter(record.topic)
 
@@ -206,8 +207,11 @@ async def check_deadlines() -> None:
     now = datetime.now(UTC)
     for key, deadline in deadlines.due(now):
         process = load(processes.get(key))
-        if process is None or process.deadline != deadline or is_quarantined(process):
-            continue  # a quarantined process waits for an operator, not for its deadline
+        if process is None or process.deadline != deadline:
+            continue
+        if is_quarantined(process):  # it waits for an operator, not for its deadline; once
+            deadlines.withhold(key, deadline)  # released with that deadline, it is due again
+            continue
         timed_out = Envelope.wrap(
             ProcessTimedOut(order_id=process.order_id, deadline=deadline),
             message_id=deterministic_id(f"{process.order_id}:{deadline.isoformat()}", "timeout"),

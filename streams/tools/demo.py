@@ -34,6 +34,7 @@ from streams.modules.shipment.store import set_stock
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings, get_settings
+from streams.tools.progress import Progress
 
 CATALOGUE = [f"sku-{n:03d}" for n in range(1, 21)]
 SCARCE = "sku-scarce"  # never in stock: orders for it run out of stock after payment
@@ -164,15 +165,6 @@ def changelog_reader(settings: Settings) -> Consumer:
     return consumer
 
 
-def progress(done: int, total: int, started: float) -> None:
-    width = 40
-    filled = width * done // max(total, 1)
-    rate = done / max(time.monotonic() - started, 1e-9)
-    bar = "#" * filled + "." * (width - filled)
-    sys.stderr.write(f"\r  [{bar}] {done}/{total} terminal  {rate:7.1f} orders/s")
-    sys.stderr.flush()
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -188,6 +180,7 @@ def run(settings: Settings, count: int, rate: float, timeout: float) -> Tracker:
     topic = settings.topic(commands_of("carts"))
     print(f"Driving {count} carts (run {run_id}) at up to {rate:.0f} carts/s", file=sys.stderr)
     started = time.monotonic()
+    bar = Progress("orders", count, unit="terminal", rate_unit="orders")
     for index, (order_id, kind) in enumerate(orders.items()):
         for key, value in cart_records(order_id, index, kind):
             producer.produce(topic, key=key, value=value)
@@ -198,14 +191,14 @@ def run(settings: Settings, count: int, rate: float, timeout: float) -> Tracker:
         if ahead > 0:
             time.sleep(ahead)
         if index % 50 == 0:
-            progress(tracker.done(), count, started)
+            bar.update(tracker.done())
     producer.flush(30)
     deadline = time.monotonic() + timeout
     while tracker.done() < count and time.monotonic() < deadline:
         _drain(reader, tracker, 0.2)
-        progress(tracker.done(), count, started)
-    progress(tracker.done(), count, started)
-    sys.stderr.write("\n")
+        bar.update(tracker.done())
+    bar.update(tracker.done())
+    bar.finish()
     reader.close()
     return tracker
 

@@ -1,56 +1,75 @@
-"""A carriage-return progress bar for the offline tools."""
+"""The progress bar of the offline tools and the demo (rich), on stderr."""
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import TextIO
 
-
-def render_bar(label: str, done: int, total: int, elapsed: float, width: int = 30) -> str:
-    """``label [#####-----]  50%  500/1000 events  250 events/s``."""
-    fraction = 1.0 if total <= 0 else min(done / total, 1.0)
-    filled = int(round(fraction * width))
-    rate = done / elapsed if elapsed > 0 else 0.0
-    return (
-        f"{label} [{'#' * filled}{'-' * (width - filled)}] {fraction:4.0%}  "
-        f"{done:,}/{total:,} events  {rate:,.0f} events/s"
-    )
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, Task, TaskProgressColumn
+from rich.progress import Progress as RichProgress
+from rich.text import Text
 
 
-@dataclass
+class RateColumn(ProgressColumn):
+    """Done per second since the start (not rich's windowed speed): the figure reports quote."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        rate = task.completed / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rate:,.0f} {self.unit}/s")
+
+
 class Progress:
-    """A carriage-return progress bar on a stream (stderr), redrawn at most every 0.1 s."""
+    """``label ━━━━━━━━━━━━━━━━━━  50% 500/1000 events 250 events/s``, redrawn in place on a
+    terminal; elsewhere (a log, a pipe) drawn once, when finished."""
 
-    label: str
-    total: int
-    stream: TextIO = field(default_factory=lambda: sys.stderr)
-    done: int = 0
-    started: float = field(default_factory=time.monotonic)
-    _drawn: float = 0.0
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        stream: TextIO | None = None,
+        *,
+        unit: str = "events",
+        rate_unit: str | None = None,
+    ) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self._bar = RichProgress(
+            f"[bold]{label}",
+            BarColumn(),
+            TaskProgressColumn(),
+            MofNCompleteColumn(),
+            unit,
+            RateColumn(rate_unit or unit),
+            console=Console(file=stream or sys.stderr),
+            refresh_per_second=5,
+        )
+        self._task = self._bar.add_task(label, total=total)
+        self._bar.start()
 
     def advance(self, count: int) -> None:
-        self.done += count
-        now = time.monotonic()
-        if now - self._drawn >= 0.1:
-            self._drawn = now
-            self._draw(now)
+        self.update(self.done + count)
+
+    def update(self, done: int) -> None:
+        self.done = done
+        self._bar.update(self._task, completed=done, total=max(self.total, done))
 
     def finish(self) -> float:
         """Draw the final bar and end its line; return the elapsed seconds."""
-        now = time.monotonic()
         self.total = max(self.total, self.done)
-        self._draw(now)
-        self.stream.write("\n")
-        self.stream.flush()
-        return now - self.started
+        self._bar.update(self._task, completed=self.done, total=self.total)
+        self._bar.stop()
+        return time.monotonic() - self.started
 
     @property
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.done / elapsed if elapsed > 0 else 0.0
-
-    def _draw(self, now: float) -> None:
-        self.stream.write("\r" + render_bar(self.label, self.done, self.total, now - self.started))
-        self.stream.flush()

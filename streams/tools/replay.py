@@ -1,11 +1,11 @@
 """Replay: rebuild the process manager's table into a new app version, and the read model.
 
-    python -m streams.tools.replay [--to-version N] [--read-model | --read-model-only]
+    orderflow replay [--to-version N] [--read-model | --read-model-only]    (streams.cli.tools)
 
 It folds the process manager's inputs (the four events topics and ``processes.commands``)
 offline, from the beginning, with the workers' timeouts (``streams.tools.history``), and
 writes the result into the changelog and consumer group of a new app version
-(``streams.tools.rebuild``). ``streams.tools.verify`` compares the same fold with the live
+(``streams.tools.rebuild``). ``orderflow verify`` compares the same fold with the live
 table.
 
 A worker started with ``APP_VERSION=N`` then restores the table from the changelog and
@@ -19,13 +19,10 @@ same pass; ``--read-model-only`` does only that, without a new version.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from typing import Any
 
-from streams.settings import Settings, get_settings
-from streams.tools.rebuild import ReplayRefused, ReplayReport, rebuild_read_model, replay
+from streams.settings import Settings
+from streams.tools.rebuild import ReplayReport
 
 
 def switch_over(settings: Settings, report: ReplayReport) -> str:
@@ -35,9 +32,9 @@ def switch_over(settings: Settings, report: ReplayReport) -> str:
         f"  changelog {report.changelog}, consumer group {report.app_id}",
         "To switch over:",
         f"  1. stop every worker of version {settings.app_version}"
-        " (faust -A streams.process.worker ...)",
+        " (orderflow worker, or faust -A streams.process.worker worker)",
         f"  2. start them again with APP_VERSION={report.version}, e.g.",
-        f"       APP_VERSION={report.version} faust -A streams.process.worker worker -l info",
+        f"       APP_VERSION={report.version} orderflow worker",
         f"     they restore the table from {report.changelog} and consume from where the",
         "     replay stopped; the timers then resume the deadlines of unfinished processes.",
         f"  3. keep APP_VERSION={report.version} in the workers' configuration from now on.",
@@ -53,7 +50,7 @@ def switch_over(settings: Settings, report: ReplayReport) -> str:
     return "\n".join(lines)
 
 
-def _summary(report: ReplayReport) -> str:
+def summary(report: ReplayReport) -> str:
     lines = [
         f"events: {report.events:,} ({report.undecodable} undecodable, skipped)",
         f"processes written: {report.processes:,}",
@@ -66,35 +63,7 @@ def _summary(report: ReplayReport) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.tools.replay", description=__doc__)
-    parser.add_argument("--to-version", type=int, help="the new app version (default: current+1)")
-    parser.add_argument("--read-model", action="store_true", help="also rebuild the read model")
-    parser.add_argument(
-        "--read-model-only", action="store_true", help="rebuild only the read model"
-    )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    try:
-        if args.read_model_only:
-            report = rebuild_read_model(settings)
-        else:
-            to_version = args.to_version or settings.app_version + 1
-            report = replay(settings, to_version, with_read_model=args.read_model)
-    except (ReplayRefused, LookupError) as error:
-        print(f"replay refused: {error}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(_as_json(report), indent=2))
-    else:
-        print(_summary(report))
-        if not args.read_model_only:
-            print(switch_over(settings, report))
-    return 0
-
-
-def _as_json(report: ReplayReport) -> dict[str, Any]:
+def as_json(report: ReplayReport) -> dict[str, Any]:
     return {
         "version": report.version,
         "app_id": report.app_id,
@@ -110,7 +79,3 @@ def _as_json(report: ReplayReport) -> dict[str, Any]:
         "truncated": report.truncated,
         "ends": report.ends,
     }
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Verify the live process table against a fold of the process manager's inputs.
 
-    python -m streams.tools.verify [--limit-orders N] [--json] [--app-version N]
+    orderflow verify [--limit-orders N] [--json] [--app-version N]    (streams.cli.tools)
 
 It reads the four events topics and ``processes.commands`` from the beginning
 (read_committed, to each partition's end), folds every order through the pure
@@ -23,8 +23,6 @@ quiet system: orders in flight while it reads may differ for that reason alone.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from pydantic import ValidationError
 from process_manager import REACTS_TO, Process, Timeouts
 from process_manager.process import MAX_APPLIED_IDS
 from streams.kafka.topics import PROCESS_INPUTS
-from streams.settings import Settings, get_settings
+from streams.settings import Settings
 from streams.tools.history import (
     Folded,
     Input,
@@ -285,30 +283,5 @@ def verify(
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.tools.verify", description=__doc__)
-    parser.add_argument("--limit-orders", type=int, help="check only the first N orders")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument(
-        "--app-version", type=int, help="the table version to check (default: APP_VERSION)"
-    )
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    try:
-        report = verify(settings, version=args.app_version, limit_orders=args.limit_orders)
-    except LookupError as error:
-        print(f"verify cannot run: {error}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(report.as_json(), indent=2))
-    else:
-        print(report.summary())
-    return 1 if report.differences else 0
-
-
 def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

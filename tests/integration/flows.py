@@ -84,7 +84,7 @@ def history_types(process: dict[str, Any]) -> list[str]:
 
 
 def stock(settings: Settings, levels: dict[str, int]) -> None:
-    """Set warehouse stock, as `python -m streams.modules.shipment stock set` does."""
+    """Set warehouse stock, as `orderflow stock set` does."""
     migrate(settings.database_url)
     with connect(settings.database_url) as conn, conn.transaction():
         for sku, quantity in levels.items():

@@ -62,15 +62,16 @@ def quarantine_of(order_id: str) -> dict[str, Any] | None:
 
 
 def operator(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m streams.process.operator`` against the worker, as an operator runs it."""
+    """``orderflow ACTION ORDER --url ... --json`` against the worker, as an operator runs it."""
     return subprocess.run(
         [
             sys.executable,
             "-m",
-            "streams.process.operator",
+            "streams.cli",
+            *args,
             "--url",
             f"http://127.0.0.1:{WEB_PORT}",
-            *args,
+            "--json",
         ],
         cwd=REPO,
         env={**os.environ, **env, "PYTHONPATH": str(REPO)},
@@ -144,6 +145,7 @@ def test_a_raising_handler_quarantines_one_process_and_skip_and_resume_release_i
     refused = operator({"OPERATOR_TOKEN": ""}, "skip", to_skip)
     assert refused.returncode == 1
     assert "Authorization: Bearer" in json.loads(refused.stdout)["error"]
+    assert refused.stderr.strip().startswith("Error: 401: ")  # and one line for people
     # When an operator skips to_skip's failing message, with the bug still there
     skipped = operator({"OPERATOR_TOKEN": TOKEN}, "skip", to_skip)
     assert skipped.returncode == 0, skipped.stdout + skipped.stderr
@@ -181,7 +183,7 @@ def test_a_raising_handler_quarantines_one_process_and_skip_and_resume_release_i
 
     # And a fold of the log agrees with the live table, for all five orders
     verify = subprocess.run(
-        [sys.executable, "-m", "streams.tools.verify", "--json"],
+        [sys.executable, "-m", "streams.cli", "verify", "--json"],
         cwd=REPO,
         env={**os.environ, **env, "PYTHONPATH": str(REPO)},
         capture_output=True,

@@ -179,7 +179,7 @@ def test_projecting_again_from_scratch_gives_identical_rows(system: System) -> N
 
     # When the read model is rebuilt from the events topics
     result = subprocess.run(
-        [sys.executable, "-m", "streams.tools.replay", "--read-model-only", "--json"],
+        [sys.executable, "-m", "streams.cli", "replay", "--read-model-only", "--json"],
         cwd=REPO,
         env={**os.environ, **system.env, "PYTHONPATH": str(REPO)},
         capture_output=True,

@@ -1,9 +1,9 @@
 """Verify and replay on the real broker: a real worker runs orders, then the tools check them.
 
 One worker of version 1 runs five orders to their ends (completed, declined, discarded after
-out of stock, refunded, timed out). Then ``python -m streams.tools.verify`` must find nothing wrong,
-and must name an order whose live record was tampered with. Finally ``python -m
-streams.tools.replay`` rebuilds the table into version 2, and a worker of version 2 serves the
+out of stock, refunded, timed out). Then ``orderflow verify`` must find nothing wrong,
+and must name an order whose live record was tampered with. Finally ``orderflow
+replay`` rebuilds the table into version 2, and a worker of version 2 serves the
 replayed processes without sending a single command of the past.
 """
 
@@ -87,9 +87,10 @@ def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             worker.stop()
 
 
-def run_tool(module: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_tool(command: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``orderflow COMMAND ARGS``."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, "-m", "streams.cli", command, *args],
         cwd=REPO,
         env={**os.environ, **env, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -100,7 +101,7 @@ def run_tool(module: str, env: dict[str, str], *args: str) -> subprocess.Complet
 
 def test_verify_finds_no_difference_after_real_flows(system: System) -> None:
     # When verify folds every input of the worker and compares with its live table
-    result = run_tool("streams.tools.verify", system.env, "--json")
+    result = run_tool("verify", system.env, "--json")
 
     # Then nothing differs, and every order was checked
     assert result.returncode == 0, result.stdout + result.stderr
@@ -123,7 +124,7 @@ def test_verify_names_an_order_whose_live_state_was_tampered_with(system: System
     produce_to(system.settings, topic, original.partition, order_id, bogus)
     try:
         # When verify runs
-        result = run_tool("streams.tools.verify", system.env)
+        result = run_tool("verify", system.env)
 
         # Then it fails and names that order, and only that one
         assert result.returncode == 1, result.stdout + result.stderr
@@ -131,11 +132,11 @@ def test_verify_names_an_order_whose_live_state_was_tampered_with(system: System
         assert f"{order_id}: mismatch: state" in result.stdout
     finally:
         produce_to(system.settings, topic, original.partition, order_id, real)
-    assert run_tool("streams.tools.verify", system.env).returncode == 0
+    assert run_tool("verify", system.env).returncode == 0
 
 
 def test_verify_limited_to_some_orders_checks_only_those(system: System) -> None:
-    result = run_tool("streams.tools.verify", system.env, "--json", "--limit-orders", "2")
+    result = run_tool("verify", system.env, "--json", "--limit-orders", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["limited"] and report["orders_folded"] <= 2
@@ -150,7 +151,7 @@ def test_replay_into_a_new_version_serves_the_same_processes_without_new_command
     commands_before = commands_sent(system.settings)
 
     # When the table is replayed into version 2
-    result = run_tool("streams.tools.replay", system.env, "--json")
+    result = run_tool("replay", system.env, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     app_id = system.env["APP_ID"]
@@ -181,14 +182,14 @@ def test_replay_into_a_new_version_serves_the_same_processes_without_new_command
         place_order(system.settings, order_id, "card_declined", [("sku-x", 1)])
         assert wait_terminal(WEB_PORT_V2, order_id)["state"] == "Cancelled"
         # and its live table verifies against the inputs
-        result = run_tool("streams.tools.verify", {**system.env, "APP_VERSION": "2"})
+        result = run_tool("verify", {**system.env, "APP_VERSION": "2"})
         assert result.returncode == 0, result.stdout + result.stderr
     finally:
         v2.stop()
 
 
 def test_replay_refuses_a_version_that_is_in_use(system: System) -> None:
-    result = run_tool("streams.tools.replay", system.env, "--to-version", "2")
+    result = run_tool("replay", system.env, "--to-version", "2")
     assert result.returncode == 2
     assert "replay refused" in result.stderr
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
@@ -40,11 +41,11 @@ from aggregates.messages import (
     deterministic_id,
     to_wire,
 )
+from streams.cli.main import cli
 from streams.kafka.codec import DeadLetter, decode, encode
 from streams.kafka.consuming import Consumed
 from streams.kafka.routing import owner_of
 from streams.modules.shipment import store
-from streams.modules.shipment.cli import main as cli
 from streams.modules.shipment.decisions import Outcome
 from streams.modules.shipment.handler import ShipmentHandler
 from streams.modules.shipment.outbox import OutboxRelay
@@ -281,11 +282,12 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def test_a_package_with_enough_stock_is_sent_and_the_stock_decremented(
-    shipments: Shipments, processes: list[ShipmentProcess], tmp_path: Path, capsys: Any
+    shipments: Shipments, processes: list[ShipmentProcess], tmp_path: Path
 ) -> None:
-    # Given 5 units of a product, set with the CLI, and the module running as `run`
-    assert cli(["stock", "set", shipments.sku("mug"), "5"], shipments.settings) == 0
-    assert f"{shipments.sku('mug')}: 5" in capsys.readouterr().out
+    # Given 5 units of a product, set with `orderflow stock set`, and the module running as `run`
+    result = CliRunner().invoke(cli, ["stock", "set", shipments.sku("mug"), "5"])
+    assert result.exit_code == 0, result.output
+    assert f"{shipments.sku('mug')}: 5" in result.output
     module = ShipmentProcess(shipments.settings, tmp_path / "run.log")
     processes.append(module)
     module.start()

@@ -28,3 +28,16 @@ def test_announced_deadlines_are_forgotten_after_a_while() -> None:
     index.due(T0 + timedelta(minutes=2))
 
     assert index.announced == {}
+
+
+def test_a_withheld_deadline_is_due_again_when_pushed_again() -> None:
+    # Given a deadline that passed while its process was quarantined (the timer withheld it)
+    index = DeadlineIndex()
+    index.rebuild(frozenset({0}), [(b"a", T0)])
+    assert index.due(T0) == [(b"a", T0)]
+    index.withhold(b"a", T0)
+    # When an operator releases the process and its record keeps that deadline
+    index.push(b"a", T0)
+    # Then the deadline is announced, once
+    assert index.due(T0 + timedelta(seconds=1)) == [(b"a", T0)]
+    assert index.due(T0 + timedelta(seconds=2)) == []

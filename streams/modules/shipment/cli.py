@@ -1,12 +1,12 @@
 """Operate the shipment module.
 
 python -m streams.modules.shipment migrate                 apply the database migrations
-python -m streams.modules.shipment stock set SKU QTY       set the stock of a product
-python -m streams.modules.shipment stock list [SKU ...]    show the stock
 python -m streams.modules.shipment outbox                  show published and pending outbox rows
 python -m streams.modules.shipment run [--only handler|relay]
                                                    run the command handler and the outbox
                                                    relay until SIGINT or SIGTERM
+
+The stock is set and listed with ``orderflow stock`` (``streams.cli.stock``).
 """
 
 from __future__ import annotations
@@ -47,17 +47,6 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("migrate", help="apply the database migrations")
     p.set_defaults(command=_migrate)
 
-    stock = commands.add_parser("stock", help="set or list stock").add_subparsers(
-        required=True, metavar="ACTION"
-    )
-    p = stock.add_parser("set", help="set the stock of a product")
-    p.add_argument("sku")
-    p.add_argument("quantity", type=_non_negative)
-    p.set_defaults(command=_stock_set)
-    p = stock.add_parser("list", help="show the stock (of the given products, or all)")
-    p.add_argument("skus", nargs="*", metavar="SKU")
-    p.set_defaults(command=_stock_list)
-
     p = commands.add_parser("outbox", help="show published and pending outbox rows per topic")
     p.set_defaults(command=_outbox)
 
@@ -68,40 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("stock never goes negative")
-    return value
-
-
 def _migrate(_: argparse.Namespace, settings: Settings) -> int:
     applied = migrate(settings.database_url)
     print("applied: " + ", ".join(applied) if applied else "the database is up to date")
-    return 0
-
-
-def _stock_set(args: argparse.Namespace, settings: Settings) -> int:
-    migrate(settings.database_url)
-    with connect(settings.database_url) as conn, conn.transaction():
-        store.set_stock(conn, args.sku, args.quantity)
-    print(f"{args.sku}: {args.quantity}")
-    return 0
-
-
-def _stock_list(args: argparse.Namespace, settings: Settings) -> int:
-    migrate(settings.database_url)
-    with connect(settings.database_url) as conn:
-        levels = store.stock_levels(conn, args.skus or None)
-    rows = (
-        [(sku, str(levels.get(sku, 0))) for sku in args.skus]
-        if args.skus
-        else [(sku, str(quantity)) for sku, quantity in levels.items()]
-    )
-    if not rows:
-        print("no stock (a product with no stock row has zero stock)")
-        return 0
-    _table(("SKU", "QUANTITY"), rows)
     return 0
 
 

@@ -223,8 +223,8 @@ def _quarantine_help(process: Process) -> str:
         '<p class="warn">This process is quarantined: a message broke it, and later ones wait '
         "behind it. Once the cause is fixed, resume it (the failing and the parked messages "
         "are taken in again, in order), or skip the failing message:</p>"
-        f'<pre class="mono">python -m streams.process.operator resume {order}\n'
-        f"python -m streams.process.operator skip {order} --message-id "
+        f'<pre class="mono">orderflow resume {order}\n'
+        f"orderflow skip {order} --message-id "
         f"{_h(process.quarantine.message.message_id)}</pre>"
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ from streams.kafka import groups
 from streams.kafka.app import create_app
 from streams.settings import Settings
 from streams.tools.history import Input, by_order, fold_order, merge
-from streams.tools.progress import render_bar
+from streams.tools.progress import Progress
 from tests.unit.process_manager.scenario import HAPPY, TIMEOUTS, given
 from tests.unit.replay.log import logged
 
@@ -101,8 +102,25 @@ def test_the_names_are_those_faust_gives_the_group_and_the_changelog() -> None:
     assert Settings(app_id="shop").faust_app_id(1) == "shop"
 
 
-def test_the_progress_bar_shows_the_share_done_and_the_rate() -> None:
-    assert render_bar("verify", 50, 100, 2.0, width=10) == (
-        "verify [#####-----]  50%  50/100 events  25 events/s"
-    )
-    assert render_bar("x", 0, 0, 0.0, width=4).startswith("x [####] 100%")
+def test_the_progress_bar_shows_the_share_done_the_count_and_the_rate() -> None:
+    # Given a bar on a stream that is no terminal (a log, a pipe)
+    stream = io.StringIO()
+    bar = Progress("verify", 100, stream)
+    # When half is done, then all of it, and it finishes
+    bar.advance(50)
+    bar.advance(50)
+    elapsed = bar.finish()
+    # Then it is drawn once, with the label, the share, the count and the rate
+    line = stream.getvalue()
+    assert line.count("\n") == 1
+    assert line.startswith("verify ")
+    assert "100%" in line and "100/100 events" in line and "events/s" in line
+    assert elapsed >= 0 and bar.done == 100
+
+
+def test_the_progress_bar_grows_its_total_to_what_was_done() -> None:
+    stream = io.StringIO()
+    bar = Progress("replay", 10, stream, unit="terminal", rate_unit="orders")
+    bar.update(12)
+    bar.finish()
+    assert "12/12 terminal" in stream.getvalue() and "orders/s" in stream.getvalue()
