@@ -17,3 +17,6 @@ UNKNOWN_COMMAND = {
     **TRANSITIONS,
     (State.Completing, "OrderCompleted"): Transition(State.Completed, ("ThankTheClient",)),
 }
+
+TODAY = dict(TRANSITIONS)
+"""Today's table, as a candidate: nothing may differ."""

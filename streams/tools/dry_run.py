@@ -47,6 +47,11 @@ from streams.tools.progress import Progress
 KINDS = ("final_state", "transitions", "commands")
 
 
+def console() -> Console:
+    """Rich's console; wide when the output is not a terminal (a file, a pipe, CI logs)."""
+    return Console(width=None if sys.stdout.isatty() else 150)
+
+
 class BadCandidate(click.ClickException):
     """A candidate that cannot be loaded or is not a transition table (exit 2)."""
 
@@ -283,7 +288,7 @@ def command(spec: str, examples: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_json(examples), indent=2))
     else:
-        render(report, examples, Console())
+        render(report, examples, console())
     sys.exit(1 if report.divergences else 0)
 
 
