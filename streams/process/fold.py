@@ -12,6 +12,7 @@ import heapq
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol, TypeVar
 
 from aggregates.messages import Envelope
 from process_manager import (
@@ -39,11 +40,24 @@ class Input:
     envelope: Envelope
 
 
-def merge(per_topic: Sequence[Sequence[Input]]) -> Iterator[Input]:
+class Written(Protocol):
+    """Where and when a record was written: what ``merge`` orders by."""
+
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def topic_index(self) -> int: ...
+
+
+W = TypeVar("W", bound=Written)
+
+
+def merge(per_topic: Sequence[Sequence[W]]) -> Iterator[W]:
     """The records of one partition number, merged across topics by record timestamp.
 
     Each topic's own (offset) order is kept whatever its timestamps; ties go to the topic
-    listed first in ``PROCESS_INPUTS``.
+    listed first in ``PROCESS_INPUTS``. The merge of a topic whose timestamps go back depends
+    on every record of the partition, so one order's inputs are merged with all the others'.
     """
     return heapq.merge(*per_topic, key=lambda item: (item.timestamp, item.topic_index))
 

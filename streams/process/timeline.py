@@ -3,8 +3,10 @@
 It reads the partition the order's key owns (murmur2, ``routing.owner_of``) on each input
 topic, from the beginning up to its end, or up to a time (``at``: each topic's records
 written until then) or a record (``position``: that record, and the other topics' records
-merged before it). It keeps the order's records, merges them by record timestamp as replay
-and verify do, and folds them with ``streams.process.fold.trace``: applied (from -> to),
+merged before it). It keeps the order's records, merges them by record timestamp with the
+other records of the partition, exactly as replay and verify do (``fold.merge``; only the
+other orders' records are not decoded, so an undecodable one among them, which those tools
+skip, still takes part), and folds them with ``streams.process.fold.trace``: applied (from -> to),
 ignored with its reason, duplicate, quarantined, and the commands sent. Records the worker
 could not decode (it dead-lettered them) are listed where they were written. Unlike the
 record's history, which keeps its latest 200 entries, nothing is left out.
@@ -151,7 +153,9 @@ def read_timeline(
     cut = _Cut(None if at is None else int(at.timestamp() * 1000), position, bound)
     if position is not None and bound is None:
         raise ValueError(f"no record at {position.topic}:{partition}:{position.offset}")
-    steps = list(trace(merge([cut.keep(items) for items in per_topic]), settings.timeouts()))
+    merged_inputs = merge([cut.keep(items) for items in per_topic])
+    mine = (item for item in merged_inputs if isinstance(item, Input))
+    steps = list(trace(mine, settings.timeouts()))
     shown = [(s.input.timestamp, s.input.topic_index, entry_of(s, partition)) for s in steps]
     kept = [u for u in undecodable if cut.admits(u[0], u[1], u[2].offset)]
     merged = heapq.merge(shown, kept, key=lambda t: (t[0], t[1]))
@@ -167,6 +171,15 @@ def read_timeline(
         [entry for _, _, entry in merged],
         None if not steps else steps[-1].after,
     )
+
+
+@dataclass(frozen=True)
+class Other:
+    """A record of another order: only where it was written, for the merge."""
+
+    timestamp: int
+    topic_index: int
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -188,7 +201,7 @@ class _Cut:
             return offset <= self.position.offset
         return (timestamp, topic_index) < (self.bound_ms, index)
 
-    def keep(self, items: list[Input]) -> list[Input]:
+    def keep(self, items: list[Input | Other]) -> list[Input | Other]:
         """The records of one topic before the point: a prefix, in the topic's own order."""
         kept = []
         for item in items:
@@ -205,12 +218,13 @@ def _read(
     partition: int,
     position: Position | None,
     deadline: float,
-) -> tuple[list[list[Input]], list[tuple[int, int, Entry]], int | None]:
-    """The order's records on ``partition`` of every input topic, read to the end: decoded
-    ones per topic, undecodable ones (as entries), and the timestamp of ``position``."""
+) -> tuple[list[list[Input | Other]], list[tuple[int, int, Entry]], int | None]:
+    """The records on ``partition`` of every input topic, read to the end, per topic: the
+    order's decoded, the others' where they were written; the order's undecodable ones (as
+    entries); and the timestamp of ``position``."""
     key = order_id.encode()
     index = {name: i for i, name in enumerate(names)}
-    per_topic: list[list[Input]] = [[] for _ in names]
+    per_topic: list[list[Input | Other]] = [[] for _ in names]
     undecodable: list[tuple[int, int, Entry]] = []
     bound: int | None = None
     consumer = reader(settings)
@@ -228,6 +242,7 @@ def _read(
                 ):
                     bound = timestamp
                 if record.key() != key:
+                    per_topic[i].append(Other(timestamp, i, offset))
                     continue
                 try:
                     envelope = decode(

@@ -10,22 +10,37 @@ JSON route must show the same timeline.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from aggregates.messages import CartFinalized, ProductItem
+from process_manager import Process
+from process_manager.process import MAX_HISTORY
 from streams.settings import Settings
-from tests.integration.flows import place_order, stock, wait_terminal
-from tests.integration.harness import Service, faust_worker, isolated_settings, unique
+from streams.tools.history import read_table
+from tests.integration.flows import get_process, place_order, stock, wait_terminal
+from tests.integration.harness import (
+    Service,
+    faust_worker,
+    isolated_settings,
+    produce,
+    unique,
+    wire,
+)
 from tests.integration.test_replay_verify import run_tool
 
 pytestmark = pytest.mark.integration
 
 WEB_PORT = 16094
+LOOPING_PORT = 16095
 TIMING = {"PROCESS_TIMEOUT_ALL_S": "4", "PAYMENT_SETTLEMENT_DELAY_S": "600"}
 
 
@@ -292,3 +307,57 @@ def test_the_process_page_at_a_record_shows_the_state_then(system: System) -> No
     assert "state <b>AwaitingPayment</b>" in page
     assert "PaymentFailed" not in page.split('id="timeline"')[1]
     assert get(f"/ui/processes/{order_id}/?at=yesterday")[0] == 400
+
+
+def test_the_timeline_keeps_the_early_history_the_record_dropped(
+    settings: Settings, services: list[Service], tmp_path: Path
+) -> None:
+    # Given a process that loops in CancellingOrder, a timeout every few tens of milliseconds
+    # (no module answers its CancelOrder), until its record's history dropped the first entries
+    isolated, env = isolated_settings(settings)
+    env |= {
+        "WORKER_RUNS_MODULES": "false",
+        "PROCESS_TIMEOUT_ALL_S": "0.05",
+        "TIMEOUT_CHECK_INTERVAL_S": "0.05",
+    }
+    worker = faust_worker("streams.process.worker", env, tmp_path, LOOPING_PORT)
+    services.append(worker)
+    worker.start()
+    order_id = unique("looping")
+    item = ProductItem(product_id="sku-1", quantity=1, unit_price=Decimal("10.00"))
+    cart = CartFinalized(
+        cart_id=order_id, client_id="client-1", product_items=(item,), total_price=Decimal("10")
+    )
+    produce(isolated, isolated.topic("carts.events"), [wire(cart)])
+    deadline = time.monotonic() + 120
+    record = get_process(LOOPING_PORT, order_id)
+    while record is None or record["history"][0]["message_type"] == "CartFinalized":
+        assert time.monotonic() < deadline, f"history not rolled over: {record}"
+        time.sleep(0.5)
+        record = get_process(LOOPING_PORT, order_id)
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{LOOPING_PORT}/ui/processes/{order_id}/", timeout=20
+    ) as answer:
+        page = answer.read().decode().split('id="timeline"')[1]
+    worker.stop()
+
+    # When the timeline reads the order from the topics
+    found = timeline(System(isolated, env, worker, {}), order_id)
+
+    # Then it starts with the cart, which the record no longer shows, and holds the record's
+    # history as one run (timeouts the timer sent while the worker stopped may follow it)
+    live = read_table(isolated, isolated.process_changelog_topic(1))[order_id].value
+    assert live is not None
+    history = [
+        (h.message_id, h.from_state, h.to_state) for h in Process.model_validate_json(live).history
+    ]
+    assert len(history) == MAX_HISTORY
+    applied = [e for e in found["entries"] if e["outcome"] == "applied"]
+    assert applied[0]["message_type"] == "CartFinalized"
+    assert applied[1]["to"] == "CancellingOrder"
+    moves = [(e["message_id"], e["from"], e["to"]) for e in applied]
+    first = moves.index(history[0])
+    assert first > 0
+    assert moves[first : first + MAX_HISTORY] == history
+    # and the process page showed the cart too
+    assert "CartFinalized" in page
