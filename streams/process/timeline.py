@@ -32,7 +32,8 @@ from streams.kafka.topics import ACCEPTED_TYPES, PROCESS_INPUTS
 from streams.process.fold import Input, Step, merge, trace
 from streams.settings import Settings
 
-NOT_READ = "not a process input (the worker skips it unread)"
+NOT_READ = "not a process input"
+"""Why a message of a type the process never reacts to is ignored: the worker skips it unread."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,22 @@ class Entry:
     reason: str = ""
     commands: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def position(self) -> str:
+        """``TOPIC:PARTITION:OFFSET``, as ``--offset`` takes it."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    def describe(self) -> str:
+        """The outcome in words: ``applied: A -> B``, ``ignored: why``, ..."""
+        if self.outcome == "applied" and self.reason == "noted":
+            return f"applied: noted in {self.to_state}, no move"
+        if self.outcome == "applied":
+            return f"applied: {self.from_state or '(start)'} -> {self.to_state}"
+        return f"{self.outcome}: {self.reason}"
+
     def as_json(self) -> dict[str, Any]:
         return {
-            "position": f"{self.topic}:{self.partition}:{self.offset}",
+            "position": self.position,
             "written_at": self.written_at.isoformat(),
             "message_type": self.message_type,
             "message_id": self.message_id,

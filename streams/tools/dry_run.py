@@ -129,6 +129,8 @@ def sent(steps: Sequence[Step]) -> list[tuple[str, str]]:
 
 def describe(taken: Step) -> str:
     """What one step did, in one line."""
+    if taken.kind == "applied" and taken.reason == "noted":
+        return f"noted in {taken.after}, no move"
     if taken.kind == "applied":
         what = f"{taken.before or '(start)'} -> {taken.after}"
         commands = ", ".join(f"{c.type} {c.message_id[:8]}" for c in taken.commands)

@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from streams.process.timeline import Entry, Position, Timeline, parse_time, read_timeline
+from streams.process.timeline import Position, Timeline, parse_time, read_timeline
 from streams.settings import get_settings
 
 
@@ -33,12 +33,6 @@ class CannotRun(click.ClickException):
     exit_code = 2
 
 
-def outcome_text(entry: Entry) -> str:
-    if entry.outcome == "applied":
-        return f"applied: {entry.from_state or '(start)'} -> {entry.to_state}"
-    return f"{entry.outcome}: {entry.reason}"
-
-
 def render(timeline: Timeline, console: Console) -> None:
     table = Table(
         title=f"order {timeline.order_id} (partition {timeline.partition}), up to {timeline.until}"
@@ -49,9 +43,9 @@ def render(timeline: Timeline, console: Console) -> None:
         table.add_row(
             str(n),
             entry.written_at.strftime("%H:%M:%S.%f")[:-3],
-            f"{entry.topic}@{entry.offset}",
+            entry.position,
             f"{entry.message_type} {entry.message_id[:8]}",
-            outcome_text(entry),
+            entry.describe(),
             "\n".join(f"{t} {i[:8]}" for t, i in entry.commands),
         )
     console.print(table)

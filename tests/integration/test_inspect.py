@@ -95,7 +95,7 @@ def rows(found: dict[str, Any]) -> list[tuple[Any, ...]]:
     ]
 
 
-SKIPPED = "not a process input (the worker skips it unread)"
+SKIPPED = "not a process input"
 START = [
     ("CartOpened", "ignored", None, None, []),
     ("ProductAdded", "ignored", None, None, []),

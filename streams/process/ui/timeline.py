@@ -46,15 +46,15 @@ def timeline_table(timeline: Timeline) -> str:
 
 
 def _row(n: int, entry: Entry) -> str:
-    outcome = entry.outcome if entry.outcome == "applied" else f"{entry.outcome}: {entry.reason}"
+    moved = entry.outcome == "applied" and entry.reason != "noted"
+    outcome = "applied" if moved else entry.describe()
     commands = "<br>".join(
         f'{_h(t)} <span class="mono muted">{_h(i)}</span>' for t, i in entry.commands
     )
-    moved = entry.outcome == "applied"
     return (
         f'<tr class="{_h(entry.outcome)}"><td>{n}</td>'
         f"<td>{entry.written_at.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}</td>"
-        f'<td class="mono">{_h(entry.topic)}:{entry.partition}:{entry.offset}</td>'
+        f'<td class="mono">{_h(entry.position)}</td>'
         f"<td>{_h(entry.message_type)}</td>"
         f'<td class="mono">{_h(entry.message_id)}</td><td>{_h(outcome)}</td>'
         f"<td>{_h((entry.from_state or '(start)') if moved else '')}</td>"
