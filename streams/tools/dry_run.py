@@ -27,7 +27,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -149,12 +149,21 @@ class Divergence:
     at: Input | None
     today: str
     candidate: str
+    partition: int | None = None
+
+    def position(self) -> str:
+        """Where the two folds part, as ``TOPIC:PARTITION:OFFSET`` (``-``: nowhere)."""
+        if self.at is None:
+            return "-"
+        topic = PROCESS_INPUTS[self.at.topic_index]
+        return f"{topic}:{'?' if self.partition is None else self.partition}:{self.at.offset}"
 
     def as_json(self, topics: Sequence[str]) -> dict[str, Any]:
         where = None
         if self.at is not None:
             where = {
                 "topic": topics[self.at.topic_index],
+                "partition": self.partition,
                 "offset": self.at.offset,
                 "message_type": self.at.envelope.type,
                 "message_id": self.at.envelope.message_id,
@@ -238,6 +247,7 @@ def dry_run(candidate_spec: str, candidate: Table) -> DryRun:
             report.orders += 1
             divergence = compare_order(order_id, items, timeouts, candidate)
             if divergence is not None:
+                divergence = replace(divergence, partition=part.partition)
                 report.divergences.append(divergence)
                 report.kinds.update(divergence.kinds)
     report.elapsed_s = progress.finish()
@@ -245,7 +255,8 @@ def dry_run(candidate_spec: str, candidate: Table) -> DryRun:
 
 
 def render(report: DryRun, examples: int, console: Console) -> None:
-    summary = RichTable(title=f"dry run of {report.candidate}", show_header=False)
+    summary = RichTable(title="dry run", show_header=False)
+    summary.add_row("candidate", report.candidate)
     summary.add_row("events read", f"{report.events:,}")
     summary.add_row("orders folded", f"{report.orders:,}")
     summary.add_row("orders that differ", f"{len(report.divergences):,}")
@@ -262,8 +273,7 @@ def render(report: DryRun, examples: int, console: Console) -> None:
     for d in shown:
         at = "-"
         if d.at is not None:
-            topic = PROCESS_INPUTS[d.at.topic_index]
-            at = f"{d.at.envelope.type} {d.at.envelope.message_id[:8]} ({topic}@{d.at.offset})"
+            at = f"{d.at.envelope.type} {d.at.envelope.message_id[:8]} at {d.position()}"
         states = f"{d.today_state} / {d.candidate_state}"
         table.add_row(d.order_id, ", ".join(d.kinds), states, at, d.today, d.candidate)
     console.print(table)

@@ -24,6 +24,7 @@ import pytest
 from aggregates.messages import CartFinalized, ProductItem
 from process_manager import Process
 from process_manager.process import MAX_HISTORY
+from streams.kafka.routing import owner_of
 from streams.settings import Settings
 from streams.tools.history import read_table
 from tests.integration.flows import get_process, place_order, stock, wait_terminal
@@ -141,6 +142,8 @@ def test_dry_run_of_a_candidate_that_changes_one_row_names_exactly_the_affected_
     assert example["final_state"] == {"today": "Cancelled", "candidate": "DiscardingPayment"}
     assert example["diverges_at"]["message_type"] == "PaymentFailed"
     assert example["diverges_at"]["topic"] == "payments.events"
+    partition = owner_of(example["order_id"].encode(), system.settings.topic_partitions)
+    assert example["diverges_at"]["partition"] == partition
     assert example["today"].startswith("AwaitingPayment -> CancellingOrder, sends CancelOrder")
     assert example["candidate"].startswith("AwaitingPayment -> CancellingOrderWithPayment")
     # and the table for people says the same
