@@ -268,14 +268,16 @@ def render(report: DryRun, examples: int, console: Console) -> None:
         return
     shown = report.divergences[:examples]
     table = RichTable(title=f"first {len(shown)} of {len(report.divergences)} differing orders")
-    for column in ("order", "differs in", "final state", "diverges at", "today", "candidate"):
-        table.add_column(column, overflow="fold")
+    table.add_column("order", no_wrap=True)
+    table.add_column("differs in", max_width=12)
+    table.add_column("diverges at", max_width=24)
+    table.add_column("today", ratio=1)
+    table.add_column("candidate", ratio=1)
     for d in shown:
-        at = "-"
-        if d.at is not None:
-            at = f"{d.at.envelope.type} {d.at.envelope.message_id[:8]} at {d.position()}"
-        states = f"{d.today_state} / {d.candidate_state}"
-        table.add_row(d.order_id, ", ".join(d.kinds), states, at, d.today, d.candidate)
+        at = "-" if d.at is None else f"{d.at.envelope.type} at {d.position()}"
+        today = f"{d.today}; ends {d.today_state}"
+        other = f"{d.candidate}; ends {d.candidate_state}"
+        table.add_row(d.order_id, ", ".join(d.kinds).replace("_", " "), at, today, other)
     console.print(table)
 
 
