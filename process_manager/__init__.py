@@ -10,7 +10,14 @@ from process_manager.decider import Outcome, OutcomeKind, evolve, handle, note, 
 from process_manager.process import HistoryEntry, Process, Quarantine, SentCommand
 from process_manager.quarantine import Decide, as_logged, is_quarantined, reason_of, step
 from process_manager.states import DEFAULT_TIMEOUTS, TERMINAL_STATES, State, Timeouts, is_terminal
-from process_manager.table import OPERATOR_ACTIONS, REACTS_TO, TRANSITIONS, Transition, trigger_of
+from process_manager.table import (
+    OPERATOR_ACTIONS,
+    REACTS_TO,
+    TRANSITIONS,
+    Table,
+    Transition,
+    trigger_of,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -26,6 +33,7 @@ __all__ = [
     "Quarantine",
     "SentCommand",
     "State",
+    "Table",
     "Timeouts",
     "Transition",
     "as_logged",

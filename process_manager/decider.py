@@ -38,7 +38,7 @@ from aggregates.messages import (
 from process_manager.commands import build
 from process_manager.process import MAX_APPLIED_IDS, MAX_HISTORY, HistoryEntry, Process, SentCommand
 from process_manager.states import State, Timeouts, deadline_for
-from process_manager.table import NOTED, REACTS_TO, TRANSITIONS, trigger_of
+from process_manager.table import NOTED, REACTS_TO, TRANSITIONS, Table, trigger_of
 
 OutcomeKind = Literal["applied", "duplicate", "ignored", "quarantined", "failed"]
 
@@ -87,29 +87,44 @@ class Outcome:
     reason: str = ""
 
 
-def handle(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -> Outcome:
-    """Decide what ``envelope`` does to ``process`` (``None`` before the cart is finalized)."""
+def handle(
+    process: Process | None,
+    envelope: Envelope,
+    *,
+    timeouts: Timeouts,
+    table: Table = TRANSITIONS,
+) -> Outcome:
+    """Decide what ``envelope`` does to ``process`` (``None`` before the cart is finalized).
+
+    ``table`` is ``TRANSITIONS`` everywhere but in a dry run of a candidate table.
+    """
     if process is not None and envelope.message_id in process.applied:
         return Outcome("duplicate", process, tuple(resume(process)), "message already applied")
     if (why := _why_ignored(process, envelope)) is not None:
         return Outcome("ignored", _remember(process, envelope), (), why)
     state = None if process is None else process.state
     trigger = trigger_of(envelope.data)
-    if (state, trigger) not in TRANSITIONS:
+    if (state, trigger) not in table:
         if process is not None and trigger in NOTED:
-            noted = evolve(process, envelope, timeouts=timeouts)
+            noted = evolve(process, envelope, timeouts=timeouts, table=table)
             if noted != process:
                 return Outcome("applied", record(noted, envelope, state, ()), (), "noted")
         return Outcome(
             "ignored", _remember(process, envelope), (), f"no transition for {trigger} in {state}"
         )
-    moved = evolve(process, envelope, timeouts=timeouts)
-    commands = react(process, envelope, moved)
+    moved = evolve(process, envelope, timeouts=timeouts, table=table)
+    commands = react(process, envelope, moved, table=table)
     after = record(moved.model_copy(update={"owed": commands}), envelope, state, commands)
     return Outcome("applied", after, commands, f"{trigger}: {state} -> {moved.state}")
 
 
-def evolve(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -> Process:
+def evolve(
+    process: Process | None,
+    envelope: Envelope,
+    *,
+    timeouts: Timeouts,
+    table: Table = TRANSITIONS,
+) -> Process:
     """``process`` after ``envelope``: the state move, and no command.
 
     With a row in ``TRANSITIONS``: the message's facts recorded (``note``), then the row's next
@@ -120,7 +135,7 @@ def evolve(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -
     """
     state = None if process is None else process.state
     trigger = trigger_of(envelope.data)
-    transition = TRANSITIONS.get((state, trigger))
+    transition = table.get((state, trigger))
     if transition is None:
         if process is not None and trigger not in NOTED:
             return process
@@ -137,11 +152,13 @@ def evolve(process: Process | None, envelope: Envelope, *, timeouts: Timeouts) -
     return moved
 
 
-def react(process: Process | None, envelope: Envelope, moved: Process) -> tuple[Envelope, ...]:
+def react(
+    process: Process | None, envelope: Envelope, moved: Process, *, table: Table = TRANSITIONS
+) -> tuple[Envelope, ...]:
     """The commands ``envelope`` makes ``process`` send: its row's, built for ``moved`` (the
     process after ``evolve``) with ids derived from ``envelope``; none without a row."""
     state = None if process is None else process.state
-    transition = TRANSITIONS.get((state, trigger_of(envelope.data)))
+    transition = table.get((state, trigger_of(envelope.data)))
     if transition is None:
         return ()
     return tuple(build(command, moved, envelope) for command in transition.commands)

@@ -33,6 +33,7 @@ package after all).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final, NamedTuple
 
 from aggregates.messages import CommandRejected, Message
@@ -44,6 +45,10 @@ class Transition(NamedTuple):
 
     next: S
     commands: tuple[str, ...]
+
+
+Table = Mapping[tuple[S | None, str], Transition]
+"""A transition table: ``TRANSITIONS``, or a candidate of the same shape (``orderflow dry-run``)."""
 
 
 def _to(next_state: S, *commands: str) -> Transition:

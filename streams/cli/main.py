@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "verify": "streams.cli.tools:verify",
     "replay": "streams.cli.tools:replay",
     "dead-letters": "streams.cli.dead_letters:dead_letters",
+    "dry-run": "streams.tools.dry_run:command",
+    "timeline": "streams.tools.timeline:command",
 }
 """Every command, by name: ``module:attribute`` of its click command (or group)."""
 

@@ -1,4 +1,5 @@
-"""Consuming: the consumed-record type, and taking batches without adding latency, or to the end."""
+"""Consuming: the consumed-record type, taking batches without adding latency, or to the end,
+and the reader of the process manager's history (replay, verify, check, the timeline)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from streams.kafka import routing
+from streams.kafka import groups, routing
+from streams.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -88,3 +91,34 @@ def read_to_end(
             elif where not in ends:
                 records.append(record)
         yield records
+
+
+def reader(settings: Settings) -> Consumer:
+    """A consumer that reads committed records only, reports partition ends, commits nothing."""
+    return Consumer(
+        settings.confluent_config(
+            **{
+                "group.id": groups.history_reader(settings),
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                # An empty partition's end is known once a fetch comes back empty: don't wait.
+                "fetch.wait.max.ms": 10,
+            }
+        )
+    )
+
+
+def partition_count(settings: Settings, topics: Sequence[str]) -> int:
+    """The partition count shared by ``topics`` (full names); they must be co-partitioned."""
+    admin = AdminClient(settings.confluent_config())
+    metadata = admin.list_topics(timeout=10).topics
+    counts = {}
+    for name in topics:
+        if name not in metadata or metadata[name].error is not None:
+            raise LookupError(f"topic {name} does not exist")
+        counts[name] = len(metadata[name].partitions)
+    if len(set(counts.values())) != 1:
+        raise RuntimeError(f"topics are not co-partitioned: {counts}")
+    return next(iter(counts.values()))

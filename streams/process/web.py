@@ -7,7 +7,10 @@
     POST /processes/{order_id}/cancel/   operator actions (Bearer OPERATOR_TOKEN): CancelProcess,
     POST /processes/{order_id}/resume/   ResumeProcess and SkipMessage (of a quarantined process)
     POST /processes/{order_id}/skip/
-    GET  /ui/  /ui/processes/{order_id}/ the same, as HTML pages
+    GET  /processes/{order_id}/timeline/?at=&offset=
+                                         every input of the order, read from the topics
+    GET  /ui/  /ui/processes/{order_id}/?at=&offset=
+                                         the same, as HTML pages
 
 The queries and the stalled rule are ``process.queries``; operators' auth and commands are
 ``process.actions``.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -47,10 +51,13 @@ from streams.process.queries import (
     latest_first,
     summarize,
 )
+from streams.process.timeline import Position, Timeline, parse_time, read_timeline
 from streams.process.ui import pages
 from streams.settings import Settings
 
 PEER_TIMEOUT = aiohttp.ClientTimeout(total=5)
+TIMELINE_TIMEOUT_S = 10.0
+"""How long a request may read an order's partitions for its timeline."""
 
 
 # The table across workers
@@ -164,6 +171,33 @@ def _same_worker(a: URL | str, b: URL | str) -> bool:
     return (a.host, a.port) == (b.host, b.port)
 
 
+# The timeline, from the topics
+
+
+def timeline_bounds(params: Any) -> tuple[datetime | None, Position | None]:
+    """``at`` and ``offset`` of a request; ``ValueError`` when malformed or both given."""
+    at_text, offset_text = params.get("at") or None, params.get("offset") or None
+    if at_text and offset_text:
+        raise ValueError("give at or offset, not both")
+    at = None if at_text is None else parse_time(at_text)
+    return at, None if offset_text is None else Position.parse(offset_text)
+
+
+async def timeline_of(settings: Settings, order_id: str, params: Any) -> Timeline:
+    """The order's timeline read off the event loop, in a short-lived consumer of its own.
+
+    ``ValueError`` for bad bounds; ``Unavailable`` when the topics cannot be read in time.
+    """
+    at, position = timeline_bounds(params)
+    read = partial(
+        read_timeline, settings, order_id, at=at, position=position, timeout_s=TIMELINE_TIMEOUT_S
+    )
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, read)
+    except (TimeoutError, LookupError) as error:
+        raise Unavailable(f"the topics could not be read: {error}") from error
+
+
 # Routes
 
 
@@ -240,6 +274,16 @@ def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
             async def post(self, request: Request, order_id: str, action: str = action) -> Response:
                 return await operator_action(self, request, order_id, action)
 
+    @app.page("/processes/{order_id}/timeline/")
+    async def process_timeline(web: View, request: Request, order_id: str) -> Response:
+        try:
+            timeline = await timeline_of(settings, order_id, request.query)
+        except (ValueError, Unavailable) as error:
+            return refused(web, error)
+        if not timeline.entries:
+            return web.json({"error": f"no input for order {order_id}"}, status=404)
+        return web.json(timeline.as_json())
+
     @app.page("/processes/{order_id}/")
     @app.table_route(table=processes, match_info="order_id")
     async def process_detail(web: View, request: Request, order_id: str) -> Response:
@@ -270,6 +314,11 @@ def register_views(app: faust.App, processes: Any, settings: Settings) -> None:
             return web.html(pages.error_page(404, f"no process for order {order_id}"), status=404)
         now = datetime.now(UTC)
         stalled = is_stalled(process, now, STALLED_AFTER)
-        return web.html(
-            pages.process_page(process, stalled, operator=bool(settings.operator_token))
-        )
+        try:
+            timeline: Timeline | str = await timeline_of(settings, order_id, request.query)
+        except ValueError as error:
+            return web.html(pages.error_page(400, str(error)), status=400)
+        except Unavailable as error:
+            timeline = str(error)  # the page falls back to the record's history
+        operator = bool(settings.operator_token)
+        return web.html(pages.process_page(process, stalled, operator, timeline, request.query))

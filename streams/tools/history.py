@@ -4,81 +4,40 @@ Replay, verify and check use it. It reads the four events topics and ``processes
 from the beginning with confluent-kafka (read_committed, every partition to its end), merges
 the topics of each partition number by record timestamp, and folds every order through the
 pure ``process_manager.step`` with the workers' timeouts (``Settings.timeouts``); the commands
-``step`` decides are dropped. It also reads a table's changelog (last record per key).
+``step`` decides are dropped (the fold is ``streams.process.fold``). It also reads a table's
+changelog (last record per key).
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
-from aggregates.messages import Envelope
-from process_manager import Process, Timeouts, as_logged, step
-from streams.kafka import groups
 from streams.kafka.codec import DecodeError, decode
-from streams.kafka.consuming import read_to_end
+from streams.kafka.consuming import partition_count, read_to_end, reader
 from streams.kafka.topics import ACCEPTED_TYPES, PROCESS_INPUTS
+from streams.process.fold import Folded, Input, by_order, fold_order, merge
 from streams.settings import Settings
 from streams.tools.progress import Progress
 
-# The fold (pure)
-
-
-@dataclass(frozen=True)
-class Input:
-    """One decoded input record, with where and when it was written."""
-
-    timestamp: int
-    topic_index: int
-    offset: int
-    order_id: str
-    envelope: Envelope
-
-
-def merge(per_topic: Sequence[Sequence[Input]]) -> Iterator[Input]:
-    """The records of one partition number, merged across topics by record timestamp.
-
-    Each topic's own (offset) order is kept whatever its timestamps; ties go to the topic
-    listed first in ``PROCESS_INPUTS``.
-    """
-    return heapq.merge(*per_topic, key=lambda item: (item.timestamp, item.topic_index))
-
-
-def by_order(inputs: Iterable[Input]) -> dict[str, list[Input]]:
-    """``inputs`` grouped per order id, each group in input order."""
-    grouped: dict[str, list[Input]] = {}
-    for item in inputs:
-        grouped.setdefault(item.order_id, []).append(item)
-    return grouped
-
-
-@dataclass(frozen=True)
-class Folded:
-    """The process one order's inputs fold to (``None``: no finalized cart)."""
-
-    process: Process | None
-
-
-def fold_order(inputs: Iterable[Input], timeouts: Timeouts) -> Folded:
-    """Fold one order's inputs through ``step``, as a worker would; commands are dropped.
-
-    A message that broke the live process quarantines it here too (``as_logged``: the
-    operator's ``ResumeProcess`` or ``SkipMessage`` in ``processes.commands`` names it), and
-    the action releases it the same way.
-    """
-    items = list(inputs)
-    decide = as_logged(item.envelope for item in items)
-    process: Process | None = None
-    for item in items:
-        outcome = step(process, item.envelope, timeouts=timeouts, decide=decide)
-        if outcome.process is not None:  # ignored messages are taken in too
-            process = outcome.process
-    return Folded(process)
-
+__all__ = [
+    "Folded",
+    "Input",
+    "PartitionScan",
+    "TableRecord",
+    "by_order",
+    "count_records",
+    "fold_order",
+    "merge",
+    "partition_count",
+    "read_table",
+    "reader",
+    "scan",
+    "truncated_topics",
+    "watermarks",
+]
 
 # Reading Kafka
 
@@ -95,37 +54,6 @@ class PartitionScan:
 
     def merged(self) -> Iterator[Input]:
         return merge(self.per_topic)
-
-
-def reader(settings: Settings) -> Consumer:
-    """A consumer that reads committed records only, reports partition ends, commits nothing."""
-    return Consumer(
-        settings.confluent_config(
-            **{
-                "group.id": groups.history_reader(settings),
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
-                # An empty partition's end is known once a fetch comes back empty: don't wait.
-                "fetch.wait.max.ms": 10,
-            }
-        )
-    )
-
-
-def partition_count(settings: Settings, topics: Sequence[str]) -> int:
-    """The partition count shared by ``topics`` (full names); they must be co-partitioned."""
-    admin = AdminClient(settings.confluent_config())
-    metadata = admin.list_topics(timeout=10).topics
-    counts = {}
-    for name in topics:
-        if name not in metadata or metadata[name].error is not None:
-            raise LookupError(f"topic {name} does not exist")
-        counts[name] = len(metadata[name].partitions)
-    if len(set(counts.values())) != 1:
-        raise RuntimeError(f"topics are not co-partitioned: {counts}")
-    return next(iter(counts.values()))
 
 
 def watermarks(

@@ -15,8 +15,10 @@ from urllib.parse import quote
 
 from process_manager import HistoryEntry, Process, State, is_terminal
 from process_manager.diagram import to_mermaid
+from streams.process.timeline import Timeline
 from streams.process.ui import diagram
 from streams.process.ui.assets import CANCEL_SCRIPT, STYLE
+from streams.process.ui.timeline import at_control, timeline_table
 
 
 @dataclass(frozen=True)
@@ -150,15 +152,30 @@ def _process_row(row: Mapping[str, Any]) -> str:
 # The process page
 
 
-def process_page(process: Process, stalled: bool, operator: bool) -> str:
-    """One process: its record, its timeline, and the operator's cancel form."""
+def process_page(
+    process: Process,
+    stalled: bool,
+    operator: bool,
+    timeline: Timeline | str | None = None,
+    params: Mapping[str, str] | None = None,
+) -> str:
+    """One process: its record, its timeline, and the operator's cancel form.
+
+    ``timeline``: read from the topics, or why it could not be (the record's history, which
+    keeps its latest entries only, is shown instead).
+    """
     warn = ' <span class="badge warn">stalled</span>' if stalled else ""
     json_href = f"/processes/{quote(process.order_id, safe='')}/"
+    if isinstance(timeline, Timeline):
+        shown = at_control(process.order_id, params or {}) + timeline_table(timeline)
+    else:
+        why = f'<p class="warn">{_h(timeline)}; the record\'s history instead:</p>'
+        shown = (why if timeline else "") + _timeline(process.history)
     body = (
         f'<h1>Order <span class="mono">{_h(process.order_id)}</span> '
         f"{_badge(process.state)}{warn}</h1>"
         f"{_record(process)}"
-        f"<h2>Timeline</h2>{_timeline(process.history)}"
+        f"<h2>Timeline</h2>{shown}"
         f"<h2>Operator</h2>{_quarantine_help(process)}{_cancel_form(process, operator)}"
         f'<p><a href="{_h(json_href)}">the record as JSON</a></p>'
     )
