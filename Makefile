@@ -93,13 +93,18 @@ fuzz: topics  ## fuzzed bad input on every input topic against a real worker
 
 # PROFILE: classic (kills and one broker restart), long-outage (workers and module runners
 # killed around a broker outage longer than the payment and shipment timeouts) or
-# long-outage-short (what CI runs). SEED repeats a run (default: random, printed);
+# long-outage-short (what CI runs); with BROKERS=3, cluster (kill -9 the node leading the
+# most partitions, then start it again). SEED repeats a run (default: random, printed);
 # CHAOS_ORDERS overrides the profile's order count; CHAOS_ARGS passes anything else.
+ifeq ($(BROKERS),1)
 PROFILE ?= classic
+else
+PROFILE ?= cluster
+endif
 SEED ?=
 CHAOS_ORDERS ?=
 CHAOS_ARGS ?=
-chaos: topics  ## kill -9 workers and stop the broker under load (PROFILE, SEED), then check every invariant
+chaos: topics  ## kill -9 workers and stop the broker (BROKERS=3: kill -9 a node) under load (PROFILE, SEED), then check every invariant
 	$(PY) -m tests.chaos.run --profile $(PROFILE) $(if $(SEED),--seed $(SEED)) \
 	  $(if $(CHAOS_ORDERS),--orders $(CHAOS_ORDERS)) $(CHAOS_ARGS)
 

@@ -2,7 +2,8 @@
 
 The conductor runs in a thread of its own and is the only one that touches the processes and
 the broker while the run lasts: it starts again every process that exits by itself (after
-2 s, as ``deploy/workers.sh`` does), stops the broker and starts it again when the plan says,
+2 s, as ``deploy/workers.sh`` does), stops the broker (or kills a cluster node: see
+``tests/chaos/brokers.py``) and starts it again when the plan says,
 and SIGKILLs each victim when its time has come on its clock and it is ready (a kill waits
 until then, and the journal says how late it was). Every fault and exit is printed as it
 happens, with its time since the feed started.
@@ -10,7 +11,6 @@ happens, with its time since the feed started.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from streams.kafka.admin import ping
+from tests.chaos.brokers import ClusterNode, SingleBroker
 from tests.chaos.members import Member
 from tests.chaos.plan import Kill, Plan
-from tests.integration.harness import REPO
 
-KAFKA: Final = REPO / "deploy" / "kafka" / "kafka.sh"
 RESPAWN_DELAY_S: Final = 2.0  # as deploy/workers.sh's supervisor waits
 
 
@@ -83,10 +81,10 @@ class Conductor:
         plan: Plan,
         journal: Journal,
         run_dir: Path,
-        broker_config: dict[str, Any],
+        fault: SingleBroker | ClusterNode,
     ) -> None:
         self.members = {m.name: m for m in members}
-        self.broker_config = broker_config
+        self.fault = fault
         self.plan = plan
         self.pending: list[Kill] = list(plan.kills)
         self.journal = journal
@@ -97,6 +95,9 @@ class Conductor:
         self.down_at: float | None = None
         self.start_began: float | None = None
         self.back_at: float | None = None
+        self.leaders_moved_at: float | None = None
+        self.killed_wall: float | None = None
+        """The time (``time.time()``) of the broker fault, to compare with record timestamps."""
         self.broker_starts = 0
         self.retry_at = 0.0
         self.waiting: dict[str, list[Event]] = {}
@@ -209,15 +210,20 @@ class Conductor:
         stop_at = self.plan.broker_stop_at_s
         if stop_at is None:
             return
+        self._leaders_step(now)
         if self.broker == "up" and now >= stop_at:
             self.stop_began, self.broker = now, "stopping"
-            self.broker_op = self._kafka("stop")
-            self.journal.say(f"broker: stopping (planned before+{stop_at:.1f}s)")
+            self.killed_wall = time.time()
+            self.broker_op = self.fault.stop()
+            what = "killing" if isinstance(self.fault, ClusterNode) else "stopping"
+            self.journal.say(
+                f"{self.fault.name}: {what} (planned before+{stop_at:.1f}s) {self.fault.detail}"
+            )
         elif self.broker == "stopping" and self._op_done() is not None:
             self.down_at, self.broker = now, "down"
             assert self.stop_began is not None
             self.journal.say(
-                f"broker: stopped in {now - self.stop_began:.1f} s; "
+                f"{self.fault.name}: stopped in {now - self.stop_began:.1f} s; "
                 f"starting it again in {self.plan.down_s:.0f} s"
             )
         elif self.broker == "down":
@@ -229,13 +235,27 @@ class Conductor:
             if code is None:
                 return
             if code != 0:
-                self.journal.say(f"broker: start failed with {code}; trying again in 5 s")
+                self.journal.say(f"{self.fault.name}: start failed with {code}; again in 5 s")
                 self.broker, self.retry_at = "down", now + 5
                 return
             # kafka.sh start returns at once when the broker process runs already (a retry
             # after its readiness limit): back is when a metadata request succeeds.
-            if ping(self.broker_config, timeout=1):
+            if self.fault.answering():
                 self._broker_back(now)
+
+    def _leaders_step(self, now: float) -> None:
+        """After a cluster node's kill: when no watched partition is led by it any more."""
+        if (
+            isinstance(self.fault, ClusterNode)
+            and self.stop_began is not None
+            and self.leaders_moved_at is None
+            and self.fault.leaders_moved()
+        ):
+            self.leaders_moved_at = now
+            self.journal.say(
+                f"{self.fault.name}: its partitions have other leaders, "
+                f"{now - self.stop_began:.1f} s after the kill"
+            )
 
     def _start_broker(self, now: float) -> None:
         self._keep_console_log()
@@ -243,8 +263,8 @@ class Conductor:
         if self.start_began is None:
             self.start_began = now  # the first start: how long the broker was held down
         self.broker_starts += 1
-        self.broker_op = self._kafka("start")
-        self.journal.say("broker: starting")
+        self.broker_op = self.fault.start()
+        self.journal.say(f"{self.fault.name}: starting")
 
     def _broker_back(self, now: float) -> None:
         assert self.stop_began is not None and self.down_at is not None
@@ -255,38 +275,34 @@ class Conductor:
             "held_down_s": round(self.start_began - self.down_at, 1),
             "start_s": round(now - self.start_began, 1),
             "unavailable_s": round(now - self.stop_began, 1),
+            **self.fault.detail,
         }
-        event = Event(self.stop_began, "broker", "broker", detail=detail)
+        if self.leaders_moved_at is not None:
+            detail["leaders_moved_s"] = round(self.leaders_moved_at - self.stop_began, 1)
+        event = Event(self.stop_began, "broker", self.fault.name, detail=detail)
         event.resumed_after_s = now - self.stop_began
         self.journal.record(
             event,
-            f"broker: answering again, {detail['unavailable_s']} s after the stop began "
+            f"{self.fault.name}: answering again, {detail['unavailable_s']} s after the stop began "
             f"(stop {detail['stop_s']} s, held down {detail['held_down_s']} s, "
             f"start {detail['start_s']} s)",
         )
 
     def restore_broker(self) -> None:
-        """Leave the shared broker running, whatever state the plan left it in."""
+        """Leave the broker (every cluster node) running, whatever state the plan left it in."""
         if self.broker_op is not None and self.broker_op.poll() is None:
             self.broker_op.wait(timeout=150)
         if self.broker in ("stopping", "down", "starting"):
-            self.journal.say("broker: starting it again before leaving")
-            subprocess.run(["bash", str(KAFKA), "start"], check=False, capture_output=True)
+            self.journal.say(f"{self.fault.name}: starting it again before leaving")
+            self.fault.restore()
             self.broker = "back" if self.back_at is not None else "restored"
 
     def _op_done(self) -> int | None:
         assert self.broker_op is not None
         return self.broker_op.poll()
 
-    def _kafka(self, action: str) -> subprocess.Popen[bytes]:
-        with (self.run_dir / "broker-ops.log").open("ab") as log:
-            return subprocess.Popen(
-                ["bash", str(KAFKA), action], stdout=log, stderr=subprocess.STDOUT
-            )
-
     def _keep_console_log(self) -> None:
-        """kafka.sh start truncates the broker's console log: keep a copy of this one."""
-        data = Path(os.environ.get("DATA_DIR", REPO / ".data"))
-        console = data / "kafka" / "logs" / "console.log"
+        """kafka.sh and cluster.sh start truncate the broker's console log: keep a copy."""
+        console = self.fault.console_log()
         if console.exists():
             shutil.copy(console, self.run_dir / f"broker-console.{self.broker_starts}.log")

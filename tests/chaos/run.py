@@ -4,7 +4,7 @@ SIGKILL and the broker is stopped; then the independent checker (`streams.tools.
     python -m tests.chaos.run [--profile classic|long-outage|long-outage-short] [--seed N]
                               [--orders N] [--rate R] [--burst N] [--outage-s S]
                               [--worker-kills N] [--runner-kills N] [--no-broker-restart]
-                              [--max-seconds S]
+                              [--max-seconds S] [--web-port P]
 
 A profile (``tests/chaos/plan.py``) sets the load, the faults and the workers' timeouts; the
 seed (random when not given, printed at the start and in the summary) makes every random
@@ -19,12 +19,19 @@ started, and again in the summary with how long its victim took to be ready agai
   outage longer than the payment and shipment timeouts the workers run with, and a burst of
   carts around the stop, so that many processes are caught mid-way and time out.
 - ``long-outage-short``: the same in about 3 minutes; CI runs it (tests/chaos/test_chaos.py).
+- ``cluster`` (``make chaos BROKERS=3``): on the three-node cluster of
+  ``deploy/kafka/cluster.sh``, the node that leads the most partitions is killed with SIGKILL
+  mid-run and started again later, workers and runners are killed around it, and the pause
+  while the leaders move is measured: how long until no partition is led by the dead node,
+  until the first order ended after the kill, and the longest gap between two orders ending.
+  Only cluster nodes are touched; the other profiles stop the single broker and refuse a
+  cluster.
 
 A process that exits by itself (the watchdog's 70) is started again after 2 s, as
 ``deploy/workers.sh`` does, and reported. Every generation of every process logs to a file of
 its own under ``.data/chaos/<run>/``. When every process has ended and every fault was carried
 out, the run waits until every consumer group has consumed every committed record, stops the
-processes and runs the checker. Bounded in count and time, 127.0.0.1 only, and it stops by
+processes and runs the checker. Bounded in count and time, workers on 127.0.0.1, and it stops by
 itself; the broker is started again whatever happens. Exits 1 when an invariant fails, a
 planned fault was not carried out, or the run did not finish in time.
 """
@@ -48,14 +55,17 @@ from pathlib import Path
 from typing import Any, Final
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from streams.kafka import groups
+from streams.kafka.admin import cluster_size
 from streams.modules.shipment.store import set_stock
 from streams.observability.lag import ConsumerLag
 from streams.postgres.db import connect
 from streams.postgres.migrate import migrate
 from streams.settings import Settings, get_settings
 from streams.tools.demo import Tracker, cart_records, kind_of
+from tests.chaos.brokers import ClusterNode, SingleBroker
 from tests.chaos.conductor import Conductor, Journal
 from tests.chaos.members import Member, runner, worker
 from tests.chaos.plan import (
@@ -66,7 +76,7 @@ from tests.chaos.plan import (
     make_plan,
     send_times,
 )
-from tests.chaos.summary import Summary
+from tests.chaos.summary import Summary, pause_figures
 from tests.integration.harness import REPO, isolated_settings
 
 READY_TIMEOUT_S: Final = 120.0
@@ -176,10 +186,23 @@ def await_ready(members: list[Member], timeout: float) -> None:
 # The run
 
 
-def run(profile: Profile, seed: int, data_dir: Path) -> int:
-    rerun = f"python -m tests.chaos.run {' '.join(rerun_args(profile, seed))}"
+def brokers_in(settings: Settings) -> int:
+    admin = AdminClient({**settings.confluent_config(), "socket.timeout.ms": 10_000})
+    return cluster_size(admin.list_topics(timeout=10))
+
+
+def run(profile: Profile, seed: int, data_dir: Path, web_port: int = 16300) -> int:
+    rerun = f"python -m tests.chaos.run {' '.join(rerun_args(profile, seed, web_port))}"
     print(f"chaos: profile {profile.name}, seed {seed}\n  re-run: {rerun}", flush=True)
     base = get_settings()
+    brokers = brokers_in(base)
+    if profile.on_cluster and brokers < 3:
+        print(f"chaos: profile {profile.name} needs a cluster (BROKERS=3), not {brokers} broker")
+        return 2
+    if not profile.on_cluster and profile.outage is not None and brokers > 1:
+        # kafka.sh would stop and start a single broker this run does not use
+        print(f"chaos: profile {profile.name} stops the single broker; {brokers} brokers here")
+        return 2
     settings, env = isolated_settings(base)
     env |= {
         "PROCESS_TIMEOUTS": json.dumps(profile.timeouts),
@@ -200,9 +223,9 @@ def run(profile: Profile, seed: int, data_dir: Path) -> int:
         range(max(profile.orders, 100)), profile.orders
     )
     orders = {f"{run_id}-{n:05d}": index for n, index in enumerate(indices)}
-    members = [worker(n, env, run_dir, 16300 + n) for n in (1, 2)]
+    members = [worker(n, env, run_dir, web_port + n) for n in (1, 2)]
     if profile.separate_modules:
-        members += [runner(n, env, run_dir, 16300 + n) for n in (1, 2)]
+        members += [runner(n, env, run_dir, web_port + n) for n in (1, 2)]
     plan = make_plan(
         profile,
         seed,
@@ -220,6 +243,7 @@ def run(profile: Profile, seed: int, data_dir: Path) -> int:
     started = time.monotonic()
     finished = False
     left_behind: dict[str, int] | None = None
+    completions: list[float] = []  # when the reader saw each order end, on the journal's clock
     journal = Journal()
     try:
         for member in members:
@@ -227,7 +251,13 @@ def run(profile: Profile, seed: int, data_dir: Path) -> int:
         await_ready(members, READY_TIMEOUT_S)
         reader = changelog_reader(settings)
         journal = Journal()  # the feed starts now: every time in the report counts from here
-        conductor = Conductor(members, plan, journal, run_dir, settings.confluent_config())
+        config = settings.confluent_config()
+        fault = (
+            ClusterNode(config, run_dir, (settings.topic_prefix, settings.faust_app_id()))
+            if profile.on_cluster
+            else SingleBroker(config, run_dir)
+        )
+        conductor = Conductor(members, plan, journal, run_dir, fault)
         feeder = threading.Thread(
             target=feed,
             args=(settings, orders, times, [*skus, f"{run_id}-scarce"], tracker, fed),
@@ -236,15 +266,28 @@ def run(profile: Profile, seed: int, data_dir: Path) -> int:
         feeder.start()
         conductor.start()
         deadline = time.monotonic() + profile.max_seconds
+        # Every fault done and every cart fed: an order that has not ended after the longest
+        # timeout and a minute more never will (its process is stuck): stop waiting for it.
+        give_up_s = max([profile.timeout_all_s, *profile.timeouts.values()]) + 60
         shown = 0.0
         while time.monotonic() < deadline and conductor.error is None:
             for message in reader.consume(1000, timeout=0.5):
                 key = message.key()
                 if message.error() is None and key is not None:
+                    ended_before = tracker.done()
                     tracker.observe(key, message.value(), message.timestamp()[1])
+                    if tracker.done() > ended_before:
+                        completions.append(journal.now())
             ended = tracker.done() == len(orders)
             if ended and conductor.done() and not feeder.is_alive():
                 finished = True
+                break
+            quiet_for = journal.now() - (completions[-1] if completions else 0.0)
+            if conductor.done() and not feeder.is_alive() and quiet_for > give_up_s:
+                journal.say(
+                    f"no order ended in {quiet_for:.0f} s, longer than every timeout: "
+                    f"{len(orders) - tracker.done()} never will; checking now"
+                )
                 break
             if time.monotonic() - shown >= 10:
                 shown = time.monotonic()
@@ -281,6 +324,11 @@ def run(profile: Profile, seed: int, data_dir: Path) -> int:
         check_code=check_code,
         findings=findings,
         elapsed_s=elapsed,
+        pause=None
+        if conductor is None or conductor.stop_began is None or not profile.on_cluster
+        else pause_figures(
+            conductor.stop_began, conductor.leaders_moved_at, conductor.back_at, completions
+        ),
         feed_error=None if fed.error is None else repr(fed.error),
         conductor_error=None
         if conductor is None or conductor.error is None
@@ -327,6 +375,10 @@ def describe_profile(profile: Profile) -> str:
     broker = (
         "no broker fault"
         if outage is None
+        else f"SIGKILL the cluster node leading the most partitions at {outage.at_s[0]:.0f}-"
+        f"{outage.at_s[1]:.0f} s, started again {outage.down_s:.0f} s later, "
+        f"{profile.kills_while_down} kills while it is down"
+        if profile.on_cluster
         else f"broker restarted at once, stop at {outage.at_s[0]:.0f}-{outage.at_s[1]:.0f} s"
         if outage.down_s == 0
         else f"broker down {outage.down_s:.0f} s from a stop at {outage.at_s[0]:.0f}-"
@@ -343,10 +395,12 @@ def describe_profile(profile: Profile) -> str:
     )
 
 
-def rerun_args(profile: Profile, seed: int) -> list[str]:
+def rerun_args(profile: Profile, seed: int, web_port: int = 16300) -> list[str]:
     """The arguments that run ``profile`` (with any overrides) again with ``seed``."""
     base = PROFILES[profile.name]
     args = ["--profile", profile.name, "--seed", str(seed)]
+    if web_port != 16300:
+        args += ["--web-port", str(web_port)]
     overrides = {
         "--orders": (profile.orders, base.orders),
         "--rate": (profile.rate, base.rate),
@@ -396,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runner-kills", type=int)
     parser.add_argument("--max-seconds", type=float)
     parser.add_argument("--no-broker-restart", dest="broker_restart", action="store_false")
+    parser.add_argument(
+        "--web-port", type=int, default=16300, help="worker N serves on P+N (default 16300)"
+    )
     parser.add_argument("--data-dir", type=Path, default=REPO / ".data" / "chaos")
     args = parser.parse_args(argv)
     profile = chosen_profile(args)
@@ -403,11 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"profile {profile.name} runs no module runners to kill")
     if not 0 <= profile.burst < profile.orders:
         parser.error(f"the burst ({profile.burst}) must be smaller than --orders")
-    if profile.outage is not None and profile.outage.down_s > 0 and not profile.outlasts_timeouts():
+    long_stop = profile.outage is not None and profile.outage.down_s > 0
+    if long_stop and not profile.on_cluster and not profile.outlasts_timeouts():
         print(f"note: the outage does not outlast the timeouts of {SHIPMENT_AND_PAYMENT_STATES}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    return run(profile, seed, args.data_dir)
+    return run(profile, seed, args.data_dir, args.web_port)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ class Summary:
     elapsed_s: float
     feed_error: str | None
     conductor_error: str | None
+    pause: dict[str, Any] | None = None
+    """A cluster node's kill: how long the leaders took to move and the orders to end again
+    (``pause_figures``)."""
 
     @property
     def violations(self) -> list[str]:
@@ -59,6 +62,8 @@ class Summary:
                 f"checker exit {self.check_code}: {len(self.violations)} violations, "
                 f"{len(self.verify_differences)} verify differences"
             )
+        if self.pause is not None and self.pause["leaders_moved_s"] is None:
+            found.append("the killed node's partitions never had other leaders")
         found += [f"feeder failed: {self.feed_error}"] if self.feed_error else []
         found += [f"conductor failed: {self.conductor_error}"] if self.conductor_error else []
         return found
@@ -90,6 +95,8 @@ class Summary:
         lines += [f"    {_fault_line(e)}" for e in exits]
         starts = ", ".join(f"{name} {n}" for name, n in sorted(failed_starts.items()))
         lines += [f"  starts that exited before they were ready: {starts or 'none'}"]
+        if self.pause is not None:
+            lines += [f"  pause: {_pause_line(self.pause)}"]
         lines += [f"  outcomes: {json.dumps(self.outcomes)}"]
         left = "not measured" if self.left_behind is None else self.left_behind or "none"
         lines += [f"  records left unconsumed: {left}"]
@@ -123,8 +130,59 @@ class Summary:
             "check_exit": self.check_code,
             "violations": self.violations,
             "verify_differences": self.verify_differences,
+            "pause": self.pause,
             "failures": self.failures(),
         }
+
+
+WINDOW_S: Final = 10.0
+
+
+def pause_figures(
+    killed_at: float, leaders_moved_at: float | None, back_at: float | None, ended: list[float]
+) -> dict[str, Any]:
+    """The pause a node's kill made, from the times (one clock) the node was killed, no
+    partition was led by it any more, it answered again, and each order was seen to end:
+    seconds from the kill until the leaders moved and until the first order ended after it,
+    the longest gap between two orders ending (where it began), and orders ended per second
+    in the ``WINDOW_S`` before the kill and after it."""
+    times = sorted(ended)
+    after = [t for t in times if t > killed_at]
+    gaps = [(b - a, a) for a, b in zip(times, times[1:], strict=False)]
+    longest, gap_at = max(gaps, default=(0.0, 0.0))
+    # the gap the kill fell in: from the last order ended before it to the first after it
+    before = [t for t in times if t <= killed_at]
+    around = after[0] - before[-1] if after and before else None
+
+    def since_kill(t: float | None) -> float | None:
+        return None if t is None else round(t - killed_at, 1)
+
+    def rate(lo: float, hi: float) -> float:
+        return round(sum(1 for t in times if lo <= t < hi) / (hi - lo), 1)
+
+    return {
+        "killed_at_s": round(killed_at, 1),
+        "leaders_moved_s": since_kill(leaders_moved_at),
+        "first_end_after_kill_s": since_kill(after[0] if after else None),
+        "gap_around_kill_s": None if around is None else round(around, 1),
+        "longest_gap_s": round(longest, 1),
+        "longest_gap_at_s": round(gap_at, 1),
+        "ended_per_s_before": rate(killed_at - WINDOW_S, killed_at),
+        "ended_per_s_after": rate(killed_at, killed_at + WINDOW_S),
+        "node_back_s": since_kill(back_at),
+    }
+
+
+def _pause_line(p: dict[str, Any]) -> str:
+    return (
+        f"node killed at {p['killed_at_s']} s; its partitions had other leaders after "
+        f"{p['leaders_moved_s']} s; the first order ended {p['first_end_after_kill_s']} s after "
+        f"the kill (gap around the kill {p['gap_around_kill_s']} s); orders ended "
+        f"{p['ended_per_s_before']}/s in the {WINDOW_S:.0f} s before it, "
+        f"{p['ended_per_s_after']}/s in the {WINDOW_S:.0f} s after; longest gap between two "
+        f"orders ending in the run {p['longest_gap_s']} s (at {p['longest_gap_at_s']} s); "
+        f"node answering again {p['node_back_s']} s after the kill"
+    )
 
 
 def _fault_line(event: Event) -> str:
@@ -133,6 +191,14 @@ def _fault_line(event: Event) -> str:
         if event.resumed_after_s is None
         else f"ready again after {event.resumed_after_s:.1f} s"
     )
+    if event.kind == "broker" and "node" in event.detail:
+        d = event.detail
+        return (
+            f"{event.at_s:6.1f} s  SIGKILL cluster node {d['node']} (leading {d['leaders']} "
+            f"of {d['partitions']} watched partitions; leaders moved after "
+            f"{d.get('leaders_moved_s')} s), started again after {d['held_down_s']} s "
+            f"(start {d['start_s']} s): answering again after {d['unavailable_s']} s"
+        )
     if event.kind == "broker":
         d = event.detail
         return (
