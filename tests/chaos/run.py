@@ -266,9 +266,6 @@ def run(profile: Profile, seed: int, data_dir: Path, web_port: int = 16300) -> i
         feeder.start()
         conductor.start()
         deadline = time.monotonic() + profile.max_seconds
-        # Every fault done and every cart fed: an order that has not ended after the longest
-        # timeout and a minute more never will (its process is stuck): stop waiting for it.
-        give_up_s = max([profile.timeout_all_s, *profile.timeouts.values()]) + 60
         shown = 0.0
         while time.monotonic() < deadline and conductor.error is None:
             for message in reader.consume(1000, timeout=0.5):
@@ -281,13 +278,6 @@ def run(profile: Profile, seed: int, data_dir: Path, web_port: int = 16300) -> i
             ended = tracker.done() == len(orders)
             if ended and conductor.done() and not feeder.is_alive():
                 finished = True
-                break
-            quiet_for = journal.now() - (completions[-1] if completions else 0.0)
-            if conductor.done() and not feeder.is_alive() and quiet_for > give_up_s:
-                journal.say(
-                    f"no order ended in {quiet_for:.0f} s, longer than every timeout: "
-                    f"{len(orders) - tracker.done()} never will; checking now"
-                )
                 break
             if time.monotonic() - shown >= 10:
                 shown = time.monotonic()
