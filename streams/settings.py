@@ -8,7 +8,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from process_manager import DEFAULT_TIMEOUTS, State, Timeouts
@@ -234,4 +234,19 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings of the environment; a bad one ends the program with a line that names it,
+    not a traceback."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SystemExit(f"settings: {settings_problems(error)}") from None
+
+
+def settings_problems(error: ValidationError) -> str:
+    """Each refused setting as its variable's name and why, on one line."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']} (got {e['input']!r})"
+        if e["loc"]
+        else e["msg"].removeprefix("Value error, ")
+        for e in error.errors()
+    )

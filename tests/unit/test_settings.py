@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from streams.kafka.admin import cluster_size
 from streams.kafka.app import create_app
 from streams.kafka.topics import durability
-from streams.settings import Settings
+from streams.settings import Settings, get_settings
 
 SCRAM = {
     "security_protocol": "SASL_SSL",
@@ -168,3 +168,21 @@ def test_a_worker_on_loopback_or_any_address_is_named_after_the_machine() -> Non
     for bind in ("127.0.0.1", "0.0.0.0"):
         worker_id = Settings(web_bind=bind, web_port=6066).stable_worker_id()
         assert worker_id == f"{socket.gethostname()}-6066"
+
+
+def test_a_bad_setting_ends_the_program_with_one_line_that_names_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a partition count of 0 and an unknown log format
+    monkeypatch.setenv("TOPIC_PARTITIONS", "0")
+    monkeypatch.setenv("LOG_FORMAT", "xml")
+
+    # When the settings are read
+    with pytest.raises(SystemExit) as ended:
+        get_settings()
+
+    # Then one line names each, without a traceback
+    message = str(ended.value.code)
+    assert message.startswith("settings: TOPIC_PARTITIONS: ")
+    assert "(got '0')" in message and "; LOG_FORMAT: " in message
+    assert "\n" not in message
