@@ -14,8 +14,12 @@ from faust.transport import producer as faust_producer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.utils.functional import consecutive_numbers
 
-from streams.faults import CHANGELOG_EVENT_DELAY, CHANGELOG_PUBLISH_DELAY, delay_point
-from streams.kafka.standby import use_lossless_standbys
+from streams.faults import (
+    CHANGELOG_EVENT_DELAY,
+    CHANGELOG_PUBLISH_DELAY,
+    delay_point,
+)
+from streams.kafka.recovery import use_lossless_recovery_end
 from streams.settings import Settings
 
 MiB = 1024 * 1024
@@ -221,6 +225,6 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
     use_read_committed()
     use_gap_safe_commits()
     use_full_flush()
-    use_lossless_standbys()
+    use_lossless_recovery_end()
     faust_tables.Collection.on_changelog_event = on_changelog_event  # type: ignore[method-assign,assignment]
     return faust.App(app_id or settings.app_id, **options)

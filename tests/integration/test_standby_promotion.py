@@ -2,7 +2,7 @@
 
 Found by the cluster chaos run (seed 101): Faust's end of recovery cleared the changelog records
 a standby had fetched but not yet taken in, the standby took the next record as the next one,
-and, once promoted, its store lacked every process in between (see streams/kafka/standby.py).
+and, once promoted, its store lacked every process in between (streams/kafka/recovery.py).
 Here the standby takes in each changelog record 20 ms late, so the records fetched when its
 partitions resume are still queued when that recovery ends, as on a busy machine.
 """
