@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     settings = get_settings()
+    if settings.coordination == "saga":
+        print("replay refused: COORDINATION=saga keeps no process table", file=sys.stderr)
+        return 2
     try:
         if args.read_model_only:
             report = rebuild_read_model(settings)

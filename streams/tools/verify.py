@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = get_settings()
+    if settings.coordination == "saga":
+        print("verify cannot run: COORDINATION=saga keeps no process table", file=sys.stderr)
+        return 2
     try:
         report = verify(settings, version=args.app_version, limit_orders=args.limit_orders)
     except LookupError as error:
