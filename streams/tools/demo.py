@@ -195,7 +195,7 @@ def progress(done: int, total: int, started: float) -> None:
     filled = width * done // max(total, 1)
     rate = done / max(time.monotonic() - started, 1e-9)
     bar = "#" * filled + "." * (width - filled)
-    sys.stderr.write(f"\r  [{bar}] {done}/{total} terminal  {rate:7.1f} orders/s")
+    sys.stderr.write(f"\r  [{bar}] {done}/{total} ended  {rate:7.1f} orders/s")
     sys.stderr.flush()
 
 
@@ -247,7 +247,7 @@ def run(settings: Settings, count: int, rate: float, timeout: float, quiet: floa
         if demo.outcomes.changes != changes:
             changes, changed = demo.outcomes.changes, time.monotonic()
         elif time.monotonic() - changed > quiet:
-            sys.stderr.write(f"\n  nothing changed for {quiet:.0f} s: the rest will not end")
+            sys.stderr.write(f"\n  nothing changed for {quiet:.0f} s: stopped waiting")
             break
     progress(demo.outcomes.done(), count, started)
     sys.stderr.write("\n")
@@ -269,14 +269,14 @@ def summary(demo: Run, coordination: str = "process") -> tuple[str, bool]:
     for order_id, kind in demo.kinds.items():
         rows[(kind.name, outcomes.outcome(order_id))] += 1
     lines = [f"coordination: {coordination}", ""]
-    lines.append(f"{'kind':34} {'outcome':62} {'orders':>6}  as expected")
+    lines.append(f"{'kind':34} {'outcome':76} {'orders':>6}  as expected")
     expected = {k.name: k.expected for k in MIX}
     reaches = expected if coordination == "process" else SAGA_REACHES
     as_known = True
     for (kind_name, outcome), n in sorted(rows.items()):
         as_known &= outcome == reaches[kind_name]
         ok = "yes" if outcome == expected[kind_name] else "NO"
-        lines.append(f"{kind_name:34} {outcome:62} {n:6d}  {ok}")
+        lines.append(f"{kind_name:34} {outcome:76} {n:6d}  {ok}")
     done, total = outcomes.done(), len(demo.kinds)
     lines.append("")
     if outcomes.ended_at:
@@ -304,8 +304,8 @@ def summary(demo: Run, coordination: str = "process") -> tuple[str, bool]:
                 )
     if coordination == "saga":
         lines.append(
-            f"saga: {total - done} orders never end (no timeout, no reaction to a failed "
-            "payment) and a settled payment is never refunded; every outcome as the saga "
+            f"saga: {total - done} orders did not end (it has no timeout and no reaction to a "
+            "failed payment) and no settled payment was refunded; every outcome as the saga "
             f"reaches it: {'yes' if as_known else 'NO'}"
         )
     return "\n".join(lines), as_known

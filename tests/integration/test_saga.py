@@ -11,6 +11,10 @@ is never refunded. No process table exists, and the process views say why.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +28,7 @@ from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from streams.settings import Settings
 from tests.integration.flows import place_order, stock
 from tests.integration.harness import (
+    REPO,
     faust_worker,
     isolated_settings,
     read_to_end,
@@ -167,3 +172,47 @@ def test_metrics_are_served_without_process_gauges(saga: Saga) -> None:
     assert status == 200
     assert "messages_total" in body
     assert "\nprocesses{" not in body
+
+
+def test_the_demo_prints_the_outcome_table_of_the_saga(saga: Saga) -> None:
+    # When the demo drives 100 carts of its mix through the saga
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.tools.demo", "--orders", "100", "--rate", "100"]
+        + ["--quiet", "12", "--timeout", "240"],
+        cwd=REPO,
+        env={**os.environ, **saga.env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    # Then every order reached what the saga reaches, shown next to the contract's outcome
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = {
+        tuple(re.split(r"\s{2,}", line.strip())) for line in result.stdout.splitlines() if line
+    }
+    assert ("paid and shipped", "Completed", "80", "yes") in table
+    assert (
+        "card declined",
+        "not ended: order initialized, payment failed",
+        "7",
+        "NO",
+    ) in table
+    assert (
+        "gateway silent, timed out",
+        "not ended: order initialized, payment requested",
+        "4",
+        "NO",
+    ) in table
+    assert (
+        "out of stock, payment discarded",
+        "Cancelled/ProductWasOutOfStock, payment discarded",
+        "5",
+        "yes",
+    ) in table
+    assert (
+        "out of stock, payment refunded",
+        "not ended: Cancelled/ProductWasOutOfStock, payment settled, discard rejected",
+        "4",
+        "NO",
+    ) in table
+    assert "saga: 15 orders did not end" in result.stdout
