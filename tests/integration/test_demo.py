@@ -19,8 +19,8 @@ from tests.integration.harness import REPO, Service, faust_worker, isolated_sett
 pytestmark = pytest.mark.integration
 
 WEB_PORT = 16097
-# A silent gateway times out after 15 s, as in `make demo`; payments settle late, so that every out-of-stock
-# card_ok payment is discarded, not refunded, however loaded the machine is.
+# A silent gateway times out after 15 s, as in `make demo`; payments settle late, so that
+# every out-of-stock card_ok payment is discarded, not refunded, however loaded the machine is.
 ENV = {"PROCESS_TIMEOUTS": '{"AwaitingPayment": 15}', "PAYMENT_SETTLEMENT_DELAY_S": "60"}
 
 
