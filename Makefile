@@ -22,6 +22,10 @@ endif
 endif
 ORDERS ?= 1000
 RATE ?= 50
+# process: the process manager (default); saga: the article's stateless saga in its place
+# (process_manager.saga), for the comparison in the README. Workers and the demo read it.
+COORDINATION ?= process
+export COORDINATION
 # The workers of make start (and so of the demo) time a silent gateway out after 15 s in
 # AwaitingPayment; verify and replay must fold with the same timeouts.
 WORKER_TIMEOUTS ?= {"AwaitingPayment": 15}

@@ -15,7 +15,12 @@ Extensions to the contract (the contract allows adding types and fields):
   that a request was accepted (also for ``card_no_response``, which never answers).
 - ``ProcessTimedOut {order_id, deadline}``: process command, sent by the timeout timer to the
   partition that owns the process; the process manager re-checks the deadline.
-- ``PaymentFinalized.settle_after``: when the settlement timer may settle the payment.
+- ``PaymentFinalized.settles_at`` (``schema_version`` 2; version 1 had the optional
+  ``settle_after``): when the settlement timer may settle the payment. Older versions are
+  lifted on reading (``aggregates.upcasting``).
+- ``InitOrder.payment_method`` and ``OrderInitialized.payment_method`` (default ``card_ok``):
+  the cart's payment method, carried along so that a stateless saga can request the payment
+  from the ``OrderInitialized`` alone.
 - ``CommandRejected.order_id``: the order id of the refused command, when known.
 - ``CancelShipment {order_id, reason}``: shipment command, sent by the process instead of
   cancelling an order whose package may still be sent; the shipment module decides.
@@ -42,6 +47,8 @@ from pydantic import (
     PlainSerializer,
     model_validator,
 )
+
+from aggregates.upcasting import current_version, upcast_envelope
 
 CENT = Decimal("0.01")
 
@@ -192,6 +199,7 @@ class InitOrder(Message):
     client_id: Id
     product_items: ProductItems
     total_price: Money
+    payment_method: PaymentMethod = "card_ok"
 
 
 class RecordOrderPayment(Message):
@@ -218,6 +226,7 @@ class OrderInitialized(Message):
     client_id: Id
     product_items: ProductItems
     total_price: Money
+    payment_method: PaymentMethod = "card_ok"
 
 
 class OrderPaymentRecorded(Message):
@@ -279,12 +288,15 @@ class PaymentRequested(Message):
 
 
 class PaymentFinalized(Message):
+    """Schema version 2 (``aggregates.upcasting``): ``settles_at`` replaced version 1's
+    optional ``settle_after``."""
+
     type: Literal["PaymentFinalized"] = "PaymentFinalized"
     payment_id: Id
     order_id: Id
     amount: Money
     finalized_at: UtcDatetime
-    settle_after: UtcDatetime | None = None
+    settles_at: UtcDatetime
 
 
 class PaymentFailed(Message):
@@ -524,10 +536,26 @@ class Envelope(BaseModel):
     causation_id: str | None
     data: AnyMessage
 
+    @model_validator(mode="before")
+    @classmethod
+    def _current_version(cls, obj: Any) -> Any:
+        """Lift older data to the current version of its type, wherever an envelope is read
+        (the wire, and the envelopes a process record keeps); a message object is current."""
+        if not isinstance(obj, Mapping):
+            return obj
+        if isinstance(obj.get("data"), Message):
+            return {"schema_version": current_version(obj["data"].type), **obj}
+        return upcast_envelope(obj)
+
     @model_validator(mode="after")
     def _type_matches_data(self) -> Self:
         if self.type != self.data.type:
             raise ValueError(f"envelope type {self.type!r} does not match data {self.data.type!r}")
+        if self.schema_version != current_version(self.type):
+            raise ValueError(
+                f"{self.type} is at schema_version {current_version(self.type)}, "
+                f"not {self.schema_version}"
+            )
         return self
 
     @classmethod
@@ -545,6 +573,7 @@ class Envelope(BaseModel):
             {
                 "message_id": message_id,
                 "type": message.type,
+                "schema_version": current_version(message.type),
                 "occurred_at": occurred_at,
                 "correlation_id": correlation_id,
                 "causation_id": causation_id,
@@ -563,8 +592,10 @@ def to_wire(envelope: Envelope) -> dict[str, Any]:
 def from_wire(obj: Mapping[str, Any]) -> Envelope:
     """Validate a decoded JSON object into an ``Envelope``.
 
-    Raises ``ValueError`` (``pydantic.ValidationError`` is one) with a readable message for
-    a non-object, an unknown type, a missing or wrong field.
+    Data of an older ``schema_version`` is lifted to the current one first
+    (``aggregates.upcasting``). Raises ``ValueError`` (``pydantic.ValidationError`` is one)
+    with a readable message for a non-object, an unknown type, a missing or wrong field, and
+    ``FutureVersion`` (a ``ValueError`` too) for a version newer than this release reads.
     """
     if not isinstance(obj, Mapping):
         raise ValueError(f"an envelope is a JSON object, not {type(obj).__name__}")
@@ -576,7 +607,8 @@ def from_wire(obj: Mapping[str, Any]) -> Envelope:
         raise ValueError(f"data of {message_type} must be a JSON object")
     if data.get("type", message_type) != message_type:
         raise ValueError(f"data type {data['type']!r} does not match envelope {message_type!r}")
-    return Envelope.model_validate({**obj, "data": {**data, "type": message_type}})
+    lifted = upcast_envelope(obj)
+    return Envelope.model_validate({**lifted, "data": {**lifted["data"], "type": message_type}})
 
 
 NAMESPACE = uuid.UUID("5c0d7a52-6f0e-4b8e-9a4e-2f3c1d0b9e71")

@@ -69,6 +69,7 @@ def decide(command: OrderCommand, state: Order) -> list[OrderEvent]:
                     client_id=command.client_id,
                     product_items=command.product_items,
                     total_price=command.total_price,
+                    payment_method=command.payment_method,
                 )
             ]
         case InitializedOrder(order_id, _, items, _), RecordOrderPayment(payment_id=payment_id):

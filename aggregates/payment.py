@@ -139,10 +139,9 @@ def evolve(state: Payment, event: PaymentEvent) -> Payment:
             return PendingPayment(
                 event.payment_id, event.order_id, event.amount, event.payment_method
             )
-        case PendingPayment(), PaymentFinalized(finalized_at=finalized_at):
-            settle_after = event.settle_after or finalized_at
+        case PendingPayment(), PaymentFinalized(finalized_at=finalized_at, settles_at=settles_at):
             return FinalizedPayment(
-                event.payment_id, event.order_id, event.amount, finalized_at, settle_after
+                event.payment_id, event.order_id, event.amount, finalized_at, settles_at
             )
         case PendingPayment(), PaymentFailed():
             return FailedPayment(event.payment_id, event.order_id, event.reason)
@@ -185,7 +184,7 @@ def _gateway(command: RequestPayment, context: Context) -> list[PaymentEvent]:
             order_id=order_id,
             amount=amount,
             finalized_at=context.now,
-            settle_after=context.now + delay,
+            settles_at=context.now + delay,
         )
 
     match command.payment_method:

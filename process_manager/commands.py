@@ -34,6 +34,7 @@ def _init_order(p: Process) -> Message:
         client_id=p.client_id,
         product_items=p.product_items,
         total_price=p.total_price,
+        payment_method=p.payment_method,
     )
 
 

@@ -6,7 +6,7 @@ import socket
 import ssl
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     topic_replication_factor: int | None = Field(default=None, ge=1)
 
     app_id: str = "orderflow"
+    # process: the stateful process manager (its table, timeouts, operators). saga: the
+    # article's stateless saga instead (process_manager.saga), with no table and no timer.
+    coordination: Literal["process", "saga"] = "process"
     # Stable per worker across restarts (it names transactional producers, so a restarted
     # worker fences its own unfinished transaction at once). Defaults to host and web port.
     worker_id: str | None = None

@@ -39,8 +39,11 @@ def verify(limit_orders: int | None, app_version: int | None, as_json: bool) -> 
     that reason alone."""
     from streams.tools.verify import verify as run_verify
 
+    settings = get_settings()
+    if settings.coordination == "saga":
+        raise Unreachable("verify cannot run: COORDINATION=saga keeps no process table")
     try:
-        report = run_verify(get_settings(), version=app_version, limit_orders=limit_orders)
+        report = run_verify(settings, version=app_version, limit_orders=limit_orders)
     except LookupError as error:
         raise Unreachable(f"verify cannot run: {error}") from None
     if as_json:
@@ -65,6 +68,8 @@ def replay(to_version: int | None, read_model: bool, read_model_only: bool, as_j
     from streams.tools.replay import summary, switch_over
 
     settings = get_settings()
+    if settings.coordination == "saga":
+        raise Unreachable("replay refused: COORDINATION=saga keeps no process table")
     try:
         if read_model_only:
             report = rebuild_read_model(settings)

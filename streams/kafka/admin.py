@@ -119,7 +119,10 @@ def ensure_topics(settings: Settings) -> list[str]:
     # as they start, their consumers could ask brokers that do not know it yet (on a cluster,
     # the metadata reaches each broker in its own time) and take its partitions for empty:
     # Faust's "changelog topic has 0 partitions" and ConsistencyError (highwater -1).
-    wanted[settings.process_changelog_topic()] = {"cleanup.policy": "compact", **durable.config}
+    # The stateless saga (COORDINATION=saga) has no table.
+    if settings.coordination == "process":
+        changelog = {"cleanup.policy": "compact", **durable.config}
+        wanted[settings.process_changelog_topic()] = changelog
     mismatched = [
         f"{name} has {len(existing[name].partitions)} partitions, expected "
         f"{settings.topic_partitions}"
@@ -212,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kafka: {brokers} brokers at {settings.kafka_bootstrap_servers}", file=sys.stderr)
         return 0
     created = ensure_topics(settings)
-    total = len(contract_topics()) + 1  # and the process table's changelog
+    # and the process table's changelog
+    total = len(contract_topics()) + (settings.coordination == "process")
     print(f"topics: {len(created)} created, {total - len(created)} already there", file=sys.stderr)
     return 0
 

@@ -1,4 +1,10 @@
-"""The one place where bytes become messages and back, and where bad bytes become dead letters."""
+"""The one place where bytes become messages and back, and where bad bytes become dead letters.
+
+Records of an older ``schema_version`` are lifted to the current model as they are decoded
+(``from_wire`` runs the upcasters of ``aggregates.upcasting``), so topics kept forever stay
+readable; a record of a version newer than this release knows is refused with that reason.
+Encoding always writes the current version of each type.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from confluent_kafka import Message as KafkaRecord
 from pydantic import ValidationError
 
 from aggregates.messages import Envelope, Message, from_wire, order_id_of, to_wire
+from aggregates.upcasting import FutureVersion
 
 # A valid message is a few hundred bytes; anything this big is refused before parsing.
 MAX_VALUE_BYTES = 256 * 1024
@@ -87,6 +94,8 @@ def decode(key: bytes | None, value: bytes | None, accepted: frozenset[str]) -> 
         raise DecodeError(f"invalid JSON: {error}") from None
     try:
         envelope = from_wire(obj)
+    except FutureVersion as error:
+        raise DecodeError(f"unknown schema version: {error}") from None
     except ValidationError as error:
         raise DecodeError(f"invalid message: {_summary(error)}") from None
     except ValueError as error:

@@ -177,11 +177,13 @@ class ProcessStates:
 # The endpoint
 
 
-def register_metrics(app: Any, processes: Any, settings: Settings) -> None:
-    """Add the gauges of ``processes`` and of consumer lag, and ``GET /metrics``, to ``app``."""
-    states = ProcessStates(app, processes)
+def register_metrics(app: Any, processes: Any | None, settings: Settings) -> None:
+    """Add the gauges of ``processes`` (none in saga mode, which has no table) and of consumer
+    lag, and ``GET /metrics``, to ``app``."""
+    states = None if processes is None else ProcessStates(app, processes)
     lag = ConsumerLag(settings, groups.members(settings))
-    REGISTRY.register(states)
+    if states is not None:
+        REGISTRY.register(states)
     REGISTRY.register(lag)
     for kind in PROCESS_INPUTS + COMMAND_TOPICS:
         _DEAD_LETTERS.labels(settings.topic(kind))
@@ -189,6 +191,7 @@ def register_metrics(app: Any, processes: Any, settings: Settings) -> None:
     @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def metrics(web: Any, request: Any) -> Any:
         await asyncio.to_thread(lag.refresh)
-        states.refresh()
+        if states is not None:
+            states.refresh()
         body = generate_latest(REGISTRY)
         return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})

@@ -214,10 +214,46 @@ def refused(web: View, error: Exception) -> Response:
     return web.json({"error": str(error)}, status=status_of(error))
 
 
-def register_routes(app: faust.App, processes: Any, settings: Settings) -> None:
-    """Every route a worker serves beside Faust's own: the process views and ``/metrics``."""
-    register_views(app, processes, settings)
+def register_routes(app: faust.App, processes: Any | None, settings: Settings) -> None:
+    """Every route a worker serves beside Faust's own: the process views and ``/metrics``.
+
+    ``processes`` is None with ``COORDINATION=saga``: the same paths then say that this mode
+    keeps no process state.
+    """
+    if processes is None:
+        register_stateless_views(app)
+    else:
+        register_views(app, processes, settings)
     metrics.register_metrics(app, processes, settings)
+
+
+NO_PROCESS_STATE = (
+    "this system runs COORDINATION=saga: the stateless saga keeps no process state, so there "
+    "are no processes to show or act on; the orders are in the read model (orders_view) and "
+    "on the events topics"
+)
+
+
+def register_stateless_views(app: faust.App) -> None:
+    """The process paths in saga mode: 404 with the reason, in JSON, or HTML under ``/ui/``."""
+
+    class NoProcesses(View):
+        async def get(self, request: Request, **_: Any) -> Response:
+            return self.json({"error": NO_PROCESS_STATE, "coordination": "saga"}, status=404)
+
+        async def post(self, request: Request, **_: Any) -> Response:
+            return await self.get(request)
+
+    class NoProcessPages(View):
+        async def get(self, request: Request, **_: Any) -> Response:
+            return self.html(pages.error_page(404, NO_PROCESS_STATE), status=404)
+
+    paths = ["/processes/", "/processes/stats/", "/processes/{order_id}/"]
+    paths += [f"/processes/{{order_id}}/{action}/" for action in ACTIONS]
+    for n, path in enumerate(paths):
+        app.page(path, name=f"no-process-state-{n}")(NoProcesses)
+    app.page("/ui/", name="no-process-ui")(NoProcessPages)
+    app.page("/ui/processes/{order_id}/", name="no-process-ui-page")(NoProcessPages)
 
 
 def register_views(app: faust.App, processes: Any, settings: Settings) -> None:

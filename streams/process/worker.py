@@ -5,6 +5,11 @@
 One agent consumes the four events topics and `processes.commands` (co-partitioned by order
 id), keeps one record per order in the `processes` table (RocksDB), and sends the commands the
 pure state machine decides. Gather, decide, apply: nothing else happens in the agent.
+
+With `COORDINATION=saga` the same agent runs the article's stateless saga instead
+(`process_manager.saga`): each event's command from that event alone. No table is declared (so
+none is created, restored or written), no deadline timer runs, and the process views answer
+that this mode keeps no process state.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from process_manager import (
     Process,
     is_quarantined,
     reason_of,
+    saga,
     step,
     trigger_of,
 )
@@ -66,6 +72,9 @@ settings = settings.model_copy(
     }
 )
 app = create_app(settings)
+SAGA_MODE = settings.coordination == "saga"
+if SAGA_MODE:
+    log.info("coordination: the stateless saga (no process table, no timeouts)")
 
 INPUTS = {settings.topic(name): ACCEPTED_TYPES[name] for name in PROCESS_INPUTS}
 inputs = app.topic(*INPUTS, key_type=bytes, value_type=bytes)
@@ -76,9 +85,11 @@ outputs = {
 # Where a record on the wrong partition goes again: the same input topic, by full name.
 forwards = {topic: app.topic(topic, key_type=bytes, value_type=bytes) for topic in INPUTS}
 # bytes keys and values: the changelog uses the raw serializer, like the input topics (#514).
-processes = app.Table(
-    PROCESS_TABLE, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
-)
+processes: Any = None
+if not SAGA_MODE:  # a table declared is a changelog created and restored: the saga has none
+    processes = app.Table(
+        PROCESS_TABLE, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
+    )
 TIMEOUTS = settings.timeouts()  # the same ones verify and replay fold with
 DECIDE = faults.faulty_handle()  # process_manager.handle, unless a test injects a fault
 deadlines = DeadlineIndex()
@@ -113,6 +124,9 @@ async def on_message(event: Any) -> None:
         await dead_letter(record, event.key, event.value, error.reason)
         return
     topic_kind = record.topic.removeprefix(settings.topic_prefix)
+    if SAGA_MODE:
+        await react_as_saga(record, event.key, event.value, envelope, topic_kind)
+        return
     if envelope.type not in REACTS_TO:
         metrics.message(topic_kind, "ignored")
         return
@@ -168,6 +182,29 @@ async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> Outcome:
     return outcome
 
 
+async def react_as_saga(
+    record: Any, key: bytes, value: bytes, envelope: Envelope, topic_kind: str
+) -> None:
+    """The saga's command for one event, sent; nothing is read or written but the topics."""
+    bound = log.bind(
+        order_id=key.decode(),
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.causation_id,
+        message_id=envelope.message_id,
+        message_type=envelope.type,
+    )
+    try:
+        commands = saga.react(envelope)
+    except Exception as error:  # a saga keeps nothing to park the message on
+        metrics.message(topic_kind, "failed")
+        await dead_letter(record, key, value, f"saga failed: {reason_of(error)}")
+        return
+    metrics.message(topic_kind, "applied" if commands else "ignored")
+    bound.debug("saga reaction", commands=[c.type for c in commands])
+    for command in commands:
+        await outputs[COMMAND_TOPIC[command.type]].send(key=key, value=encode(command))
+
+
 async def send_forward(forward: routing.Forward, record: Any) -> None:
     try:
         await forwards[forward.topic].send(
@@ -191,7 +228,6 @@ async def dead_letter(record: Any, key: bytes | None, value: bytes | None, reaso
     metrics.dead_letter(record.topic)
 
 
-@app.timer(interval=settings.timeout_check_interval_s)  # type: ignore[untyped-decorator]
 async def check_deadlines() -> None:
     """Announce passed deadlines to the owning partition; the agent re-checks and acts.
 
@@ -231,6 +267,10 @@ async def check_deadlines() -> None:
             state=process.state,
             deadline=deadline,
         )
+
+
+if not SAGA_MODE:  # the saga has no time: nothing ends an order that stopped
+    app.timer(interval=settings.timeout_check_interval_s)(check_deadlines)
 
 
 def _stored_deadlines() -> list[tuple[bytes, datetime]]:

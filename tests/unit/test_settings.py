@@ -177,7 +177,8 @@ def test_a_bad_setting_ends_the_program_with_one_line_that_names_it(
     monkeypatch.setenv("TOPIC_PARTITIONS", "0")
     monkeypatch.setenv("LOG_FORMAT", "xml")
 
-    # When the settings are read
+    # When the settings are read (not the ones an earlier test cached)
+    get_settings.cache_clear()
     with pytest.raises(SystemExit) as ended:
         get_settings()
 

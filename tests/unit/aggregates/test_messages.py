@@ -58,7 +58,7 @@ SAMPLES: list[m.Message] = [
         order_id=ORDER,
         amount=Decimal("39.98"),
         finalized_at=NOW,
-        settle_after=NOW + timedelta(seconds=30),
+        settles_at=NOW + timedelta(seconds=30),
     ),
     m.PaymentFailed(payment_id="pay-1", order_id=ORDER, reason="card_declined"),
     m.PaymentSettled(payment_id="pay-1", order_id=ORDER),

@@ -17,6 +17,7 @@ from aggregates.messages import (
     RefundPayment,
     RequestPayment,
     SettlePayment,
+    from_wire,
 )
 from aggregates.payment import (
     Context,
@@ -47,7 +48,7 @@ def requested(method="card_ok"):
 
 
 finalized = PaymentFinalized(
-    payment_id=PAY, order_id=ORDER, amount=AMOUNT, finalized_at=NOW, settle_after=NOW + DELAY
+    payment_id=PAY, order_id=ORDER, amount=AMOUNT, finalized_at=NOW, settles_at=NOW + DELAY
 )
 settled = PaymentSettled(payment_id=PAY, order_id=ORDER)
 failed = PaymentFailed(payment_id=PAY, order_id=ORDER, reason="card_declined")
@@ -98,7 +99,7 @@ def test_a_card_that_settles_immediately_is_finalized_and_settled_at_once():
                     order_id=ORDER,
                     amount=AMOUNT,
                     finalized_at=NOW,
-                    settle_after=NOW,
+                    settles_at=NOW,
                 ),
                 settled,
             ]
@@ -119,8 +120,24 @@ def test_a_finalized_payment_is_due_for_settlement_only_after_the_delay():
     assert not payment.is_due_for_settlement(given(decider, SETTLED).state, NOW + DELAY)
 
 
-def test_a_finalized_payment_without_settle_after_is_due_at_once():
-    bare = PaymentFinalized(payment_id=PAY, order_id=ORDER, amount=AMOUNT, finalized_at=NOW)
+def test_a_version_1_finalized_payment_without_settle_after_is_due_at_once():
+    # Given a PaymentFinalized of schema_version 1 whose optional settle_after is missing
+    v1 = {
+        "message_id": "m-1",
+        "type": "PaymentFinalized",
+        "schema_version": 1,
+        "occurred_at": "2026-11-26T01:00:00Z",
+        "correlation_id": ORDER,
+        "causation_id": None,
+        "data": {
+            "payment_id": PAY,
+            "order_id": ORDER,
+            "amount": "39.98",
+            "finalized_at": "2026-11-26T01:00:00Z",
+        },
+    }
+    # When it is read, then it settles at its finalization time
+    bare = from_wire(v1).data
     state = given(decider, [requested(), bare]).state
     assert isinstance(state, FinalizedPayment)
     assert payment.is_due_for_settlement(state, NOW)

@@ -62,7 +62,7 @@ def history(*messages: Message) -> list[Input]:
 
 FINALIZED = CartFinalized(cart_id=ORDER, client_id="c", product_items=ITEMS, total_price=10)
 INITIALIZED = OrderInitialized(order_id=ORDER, client_id="c", product_items=ITEMS, total_price=10)
-PAID = PaymentFinalized(payment_id=PAY, order_id=ORDER, amount=10, finalized_at=T0)
+PAID = PaymentFinalized(payment_id=PAY, order_id=ORDER, amount=10, finalized_at=T0, settles_at=T0)
 RECORDED = OrderPaymentRecorded(order_id=ORDER, payment_id=PAY, product_items=ITEMS)
 SENT = PackageWasSent(package_id="pk", order_id=ORDER, product_items=ITEMS)
 COMPLETED = OrderCompleted(order_id=ORDER)

@@ -73,7 +73,12 @@ def message(process: Process | None, trigger: str, method: PaymentMethod = "card
                 order_id=ORDER, client_id=CLIENT, product_items=ITEMS, total_price=TOTAL
             )
         case "PaymentFinalized":
-            return PaymentFinalized(**pay, amount=TOTAL, finalized_at=T0 + timedelta(seconds=2))
+            return PaymentFinalized(
+                **pay,
+                amount=TOTAL,
+                finalized_at=T0 + timedelta(seconds=2),
+                settles_at=T0 + timedelta(seconds=2),
+            )
         case "PaymentFailed":
             return PaymentFailed(**pay, reason="card_declined")
         case "PaymentSettled":

@@ -52,7 +52,7 @@ CART = CartFinalized(
 INIT = OrderInitialized(
     order_id=ORDER, client_id="c-1", product_items=ITEMS, total_price=Decimal("20.00")
 )
-FINALIZED = PaymentFinalized(**PAY, amount=Decimal("20.00"), finalized_at=T0)
+FINALIZED = PaymentFinalized(**PAY, amount=Decimal("20.00"), finalized_at=T0, settles_at=T0)
 HAPPY = events(
     CART,
     INIT,
