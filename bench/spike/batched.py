@@ -21,6 +21,7 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 from faust.stores import rocksdb as faust_rocksdb
+from faust.transport.producer import ProducerBuffer
 
 from bench.spike.core import decide
 from bench.spike.relay_app import make_app
@@ -28,6 +29,8 @@ from bench.spike.relay_app import make_app
 BATCH = int(os.environ.get("RELAY_BATCH", "1000"))
 WITHIN = float(os.environ.get("RELAY_WITHIN_S", "0.05"))
 SEND = os.environ.get("RELAY_SEND", "soon")  # "await": ``await sink.send`` per output
+if "RELAY_BUFFER_MAX" in os.environ:  # Faust's 100; faust-streaming #173's workaround
+    ProducerBuffer.max_messages = int(os.environ["RELAY_BUFFER_MAX"])
 
 _faust_set = faust_rocksdb.Store._set
 _faust_get = faust_rocksdb.Store._get

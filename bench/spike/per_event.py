@@ -1,4 +1,4 @@
-"""(a') Faust's per-event path with the spike's decision: ``table[key]`` read, decide,
+"""(a2) Faust's per-event path with the spike's decision: ``table[key]`` read, decide,
 ``table[key] = state``, ``await sink.send`` per event. The same work as (b) and (c), at
 Faust's per-event cost; (a) is bench/faust_relay.py itself (no read, no decision)."""
 

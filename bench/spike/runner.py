@@ -43,25 +43,31 @@ class Candidate:
 
 CANDIDATES = {
     "a": Candidate("a", "bench.faust_relay", "(a) Faust per event, bench/faust_relay.py", True),
-    "a2": Candidate("a2", "bench.spike.per_event", "(a') Faust per event, read+decide+write"),
+    "a2": Candidate("a2", "bench.spike.per_event", "(a2) Faust per event, read+decide+write"),
     "b": Candidate("b", "bench.spike.batched", "(b) take_events + patched store + send_soon"),
+    "b1": Candidate(
+        "b1",
+        "bench.spike.batched",
+        "(b1) as (b), outputs by await send",
+        env={"RELAY_SEND": "await"},
+    ),
     "b2": Candidate(
         "b2",
         "bench.spike.batched",
-        "(b') as (b), outputs by await send",
-        env={"RELAY_SEND": "await"},
+        "(b2) as (b), producer linger 5 ms",
+        env={"RELAY_PRODUCER_LINGER_S": "0.005"},
     ),
     "b3": Candidate(
         "b3",
         "bench.spike.batched",
-        "(b'') as (b), producer linger 5 ms",
-        env={"RELAY_PRODUCER_LINGER_S": "0.005"},
+        "(b3) as (b), producer buffer 10,000",
+        env={"RELAY_BUFFER_MAX": "10000"},
     ),
     "c": Candidate("c", "bench.spike.txn_loop", "(c) confluent txn loop in the Faust worker"),
     "c2": Candidate(
         "c2",
         "bench.spike.txn_loop",
-        "(c') as (c), batches of up to 10,000",
+        "(c2) as (c), batches of up to 10,000",
         env={"RELAY_BATCH": "10000"},
     ),
 }

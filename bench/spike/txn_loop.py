@@ -58,12 +58,13 @@ SINK = sink.get_topic_name()
 
 
 class Loop:
-    """The thread's state; ``hold`` asks it to stop touching partitions, ``idle`` answers."""
+    """The thread's state; ``hold`` asks it to let go of its partitions, ``active`` says it
+    holds some (a revoke waits only for a thread that does: at the first join it has none)."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.hold = threading.Event()
-        self.idle = threading.Event()
+        self.active = threading.Event()
         self.hold.set()  # until Faust's first assignment and recovery are done
         self.batches = 0
         self.messages = 0
@@ -103,14 +104,15 @@ class Loop:
                     if owned:
                         consumer.unassign()
                         owned = frozenset()
-                    self.idle.set()
+                    self.active.clear()
                     if app.rebalancing or not app.tables.actives_ready:
                         time.sleep(0.05)
                         continue
+                    # hold first: a revoke from here on is seen at the top of the loop
                     self.hold.clear()
-                    self.idle.clear()
                     owned = self.owned()
                     consumer.assign([TopicPartition(SOURCE, p) for p in sorted(owned)])
+                    self.active.set()
                     app.log.info(f"txloop: consuming {SOURCE} partitions {sorted(owned)}")
                     continue
                 started = time.perf_counter()
@@ -119,7 +121,7 @@ class Loop:
                     self.seconds["consume"] += time.perf_counter() - started
                     self.batch(consumer, producer, owned, messages)
         finally:
-            self.idle.set()
+            self.active.clear()
             consumer.close()
             producer.flush(30)
 
@@ -200,7 +202,7 @@ async def dump_table() -> None:
 async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
     loop.hold.set()
     deadline = time.monotonic() + 30
-    while not loop.idle.is_set() and time.monotonic() < deadline:
+    while loop.active.is_set() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
 
 
