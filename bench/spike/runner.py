@@ -64,6 +64,12 @@ CANDIDATES = {
         env={"RELAY_BUFFER_MAX": "10000"},
     ),
     "c": Candidate("c", "bench.spike.txn_loop", "(c) confluent txn loop in the Faust worker"),
+    "c3": Candidate(
+        "c3",
+        "bench.spike.txn_loop",
+        "(c3) as (c), offsets under Faust's group id",
+        env={"RELAY_LOOP_GROUP": "faust"},
+    ),
     "c2": Candidate(
         "c2",
         "bench.spike.txn_loop",

@@ -47,6 +47,9 @@ from bench.spike.recovery_patch import use_marker_safe_restore
 from bench.spike.relay_app import make_app
 
 BATCH = int(os.environ.get("RELAY_BATCH", "2000"))
+# "own": input offsets under <app id>-txloop; "faust": under Faust's own group id (its
+# consumer never consumes the inputs, so it commits nothing for them)
+LOOP_GROUP = os.environ.get("RELAY_LOOP_GROUP", "own")
 LINGER_MS = int(os.environ.get("RELAY_LINGER_MS", "5"))
 
 if os.environ.get("RELAY_RESTORE_PATCH", "on") == "on":
@@ -81,7 +84,7 @@ class Loop:
         consumer = Consumer(
             settings.confluent_config(
                 **{
-                    "group.id": f"{app_id}-txloop",
+                    "group.id": app_id if LOOP_GROUP == "faust" else f"{app_id}-txloop",
                     "enable.auto.commit": False,
                     "isolation.level": "read_committed",
                     "auto.offset.reset": "earliest",
