@@ -1,4 +1,4 @@
-"""python -m bench.spike [--inputs N] [--per-key K] [--only a,b,c] [--restore [--restore-unpatched]]
+"""python -m bench.spike [--inputs N] [--per-key K] [--only a,b,c] [--restore] [--rebalance c]
 
 Loads the same N records for each candidate, drains them one after another, checks each,
 and prints candidate, msgs/s and the ratio to (a); the figures go to .data/spike/<time>/.
@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument(
         "--restore-unpatched", action="store_true", help="also probe Faust's restore unpatched"
     )
+    parser.add_argument(
+        "--rebalance", default="", help="candidates to run again with a second worker joining"
+    )
     parser.add_argument("--keep-topics", action="store_true")
     args = parser.parse_args()
     run_dir = REPO / ".data" / "spike" / time.strftime("%Y%m%dT%H%M%S")
@@ -54,10 +57,15 @@ def main() -> None:
     log(f"spike: {len(records)} records, {len(records) // args.per_key} orders, {mean:.0f} B")
     run = Run(get_settings(), run_dir, records, keep=args.keep_topics)
     results = []
-    for name in args.only.split(","):
+    plan = [(name, False) for name in args.only.split(",") if name]
+    plan += [(name, True) for name in args.rebalance.split(",") if name]
+    for name, rebalance in plan:
         candidate = CANDIDATES[name]
         probe = args.restore and name == "c"
-        results.append(run.measure(candidate, probe, probe and args.restore_unpatched))
+        if rebalance:
+            results.append(run.rebalance(candidate))
+        else:
+            results.append(run.measure(candidate, probe, probe and args.restore_unpatched))
         summary = {"inputs": len(records), "record_bytes_mean": mean, "results": results}
         (run_dir / "results.json").write_text(json.dumps(summary, indent=2, default=str))
         print(table(results, len(records)), file=sys.stderr)  # so far, in case of a timeout

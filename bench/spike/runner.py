@@ -15,6 +15,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,48 @@ class Run:
             if not self.keep:
                 delete_all(self.base, app_id)
 
+    def rebalance(self, candidate: Candidate) -> dict[str, Any]:
+        """One worker drains; a second one starts at its first output and joins while it
+        drains (a Faust rebalance under load: revoke, restore, the loop's hand-over); both
+        stop at the end."""
+        app_id = f"spike-{candidate.name}-{uuid.uuid4().hex[:6]}"
+        run_dir = self.run_dir / app_id
+        workers = []
+        for n in (1, 2):
+            port = self.take_port()
+            env = self.env_of(app_id, run_dir / f"w{n}", port, candidate.env)
+            workers.append(FaustWorker(candidate.module, env, run_dir / f"w{n}.log", port))
+        _create(self.base, f"{app_id}.in", f"{app_id}.out")
+
+        def second(count: int) -> None:
+            if count > 0 and workers[1].proc is None:
+                log(f"{candidate.name}: {count} outputs, a second worker joins")
+                workers[1].start()
+
+        try:
+            load(self.base, f"{app_id}.in", self.records)
+            workers[0].start()
+            try:
+                outputs, times, _ = collect(
+                    self.base, f"{app_id}.out", len(self.records), workers[0], second
+                )
+            finally:
+                for worker in workers:
+                    worker.stop()
+            changelog = last_values(self.base, f"{app_id}-{candidate.table}-changelog")
+            verdict = core.check(self.records, outputs, changelog, echo=candidate.echo)
+            log(f"{candidate.name} with a rebalance: {verdict.as_dict()}")
+            return {
+                "candidate": candidate.name,
+                "title": candidate.title + ", a 2nd worker joins",
+                "app_id": app_id,
+                **rate(times),
+                "check": verdict.as_dict(),
+            }
+        finally:
+            if not self.keep:
+                delete_all(self.base, app_id)
+
     def restore_probes(
         self,
         candidate: Candidate,
@@ -202,13 +245,22 @@ class Run:
 
 
 def collect(
-    settings: Settings, topic: str, expected: int, worker: FaustWorker
+    settings: Settings,
+    topic: str,
+    expected: int,
+    worker: FaustWorker,
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[list[tuple[bytes, bytes]], list[float], dict[str, Any]]:
-    """The outputs (key, value) and their timestamps, until ``expected`` came or none for 60 s
-    (240 s before the first); the worker's CPU seconds between the first and the last."""
+    """The committed outputs (key, value) and their timestamps, until ``expected`` came (then
+    3 s more, to see duplicates) or none for 60 s (240 s before the first); the worker's CPU
+    seconds between the first and the last. ``on_progress`` gets the count after each poll."""
     consumer = Consumer(
         settings.confluent_config(
-            **{"group.id": f"spike-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}
+            **{
+                "group.id": f"spike-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
         )
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions_of(consumer, topic)])
@@ -235,6 +287,13 @@ def collect(
                 last_progress = time.monotonic()
             if batch:
                 cpu_last, busy_last = cpu_seconds(worker.pid), machine_busy()
+            if on_progress is not None:
+                on_progress(len(outputs))
+        extra_until = time.monotonic() + 3.0
+        while len(outputs) >= expected and time.monotonic() < extra_until:
+            for message in consumer.consume(5000, timeout=0.5):
+                if message.error() is None and message.key() is not None:
+                    outputs.append((message.key(), message.value()))
     finally:
         consumer.close()
     cpu: dict[str, Any] = {"worker_cpu_s": cpu_last - cpu_first}
