@@ -37,7 +37,7 @@ _faust_get = faust_rocksdb.Store._get
 
 
 def _partition_of(store: Any, key: bytes) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % store.table.partitions
+    return int((murmur2(key) & 0x7FFFFFFF) % store.table.partitions)
 
 
 def _set(store: Any, key: bytes, value: bytes | None) -> None:
@@ -51,12 +51,12 @@ def _set(store: Any, key: bytes, value: bytes | None) -> None:
 
 def _get(store: Any, key: bytes) -> bytes | None:
     if not store.table.use_partitioner or store.table.is_global:
-        return _faust_get(store, key)  # type: ignore[no-any-return]
+        return _faust_get(store, key)
     return store._db_for_partition(_partition_of(store, key)).get(key)  # type: ignore[no-any-return]
 
 
-faust_rocksdb.Store._set = _set  # type: ignore[method-assign]
-faust_rocksdb.Store._get = _get  # type: ignore[method-assign]
+faust_rocksdb.Store._set = _set  # type: ignore[method-assign,assignment]
+faust_rocksdb.Store._get = _get  # type: ignore[method-assign,assignment]
 
 app, source, sink, settings = make_app()
 table = app.Table(

@@ -55,4 +55,4 @@ def active_remaining(recovery: Any) -> Counter[Any]:
 
 
 def use_marker_safe_restore() -> None:
-    faust_recovery.Recovery.active_remaining = active_remaining  # type: ignore[method-assign]
+    faust_recovery.Recovery.active_remaining = active_remaining  # type: ignore[method-assign,assignment]

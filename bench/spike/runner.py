@@ -282,7 +282,7 @@ def collect(
                     continue
                 if not outputs:
                     cpu_first, busy_first = cpu_seconds(worker.pid), machine_busy()
-                outputs.append((message.key(), message.value()))
+                outputs.append((message.key() or b"", message.value() or b""))
                 times.append(message.timestamp()[1] / 1000)
                 last_progress = time.monotonic()
             if batch:
@@ -293,7 +293,7 @@ def collect(
         while len(outputs) >= expected and time.monotonic() < extra_until:
             for message in consumer.consume(5000, timeout=0.5):
                 if message.error() is None and message.key() is not None:
-                    outputs.append((message.key(), message.value()))
+                    outputs.append((message.key() or b"", message.value() or b""))
     finally:
         consumer.close()
     cpu: dict[str, Any] = {"worker_cpu_s": cpu_last - cpu_first}
@@ -327,7 +327,7 @@ def last_values(settings: Settings, topic: str, quiet_s: float = 3.0) -> dict[by
         while time.monotonic() - last < quiet_s and time.monotonic() - started < 120:
             for message in consumer.consume(5000, timeout=0.5):
                 if message.error() is None and message.key() is not None:
-                    values[message.key()] = message.value()
+                    values[message.key() or b""] = message.value() or b""
                     last = time.monotonic()
     finally:
         consumer.close()

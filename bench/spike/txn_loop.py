@@ -55,7 +55,9 @@ LINGER_MS = int(os.environ.get("RELAY_LINGER_MS", "5"))
 if os.environ.get("RELAY_RESTORE_PATCH", "on") == "on":
     use_marker_safe_restore()
 app, source, sink, settings = make_app()
-table = app.Table("relay", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions)
+table: Any = app.Table(
+    "relay", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
+)
 SOURCE = source.get_topic_name()
 SINK = sink.get_topic_name()
 
@@ -201,7 +203,7 @@ async def dump_table() -> None:
     Path(DUMP + ".tmp").rename(DUMP)
 
 
-@app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
     loop.hold.set()
     deadline = time.monotonic() + 30
