@@ -19,6 +19,7 @@ from streams.faults import (
     CHANGELOG_PUBLISH_DELAY,
     delay_point,
 )
+from streams.kafka.membership import use_rejoin_on_rebalance
 from streams.kafka.recovery import use_lossless_recovery_end
 from streams.settings import Settings
 
@@ -226,5 +227,6 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
     use_gap_safe_commits()
     use_full_flush()
     use_lossless_recovery_end()
+    use_rejoin_on_rebalance()
     faust_tables.Collection.on_changelog_event = on_changelog_event  # type: ignore[method-assign,assignment]
     return faust.App(app_id or settings.app_id, **options)
