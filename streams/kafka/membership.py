@@ -1,8 +1,9 @@
 """A group join that the coordinator answers with REBALANCE_IN_PROGRESS is tried again.
 
-aiokafka 0.14 takes that answer to a JoinGroup for an unexpected error: it raises, its
-coordination task ends, and the consumer never joins the group again. A static member (every
-worker is one) that rejoins while the group completes another rebalance gets that answer: in the
+aiokafka 0.14 takes that answer to a JoinGroup for an unexpected error: its coordination task
+hands the error to the consumer's next fetch and waits until it is taken, which a Faust worker
+that is still starting never does, so it never joins the group. A static member (every worker
+is one) that rejoins while the group completes another rebalance gets that answer: in the
 cluster chaos run (seed 202) a restarted worker stayed unready for good. Kafka's own client
 joins again (KAFKA-10870); so does this one, after aiokafka's retry backoff.
 """
