@@ -30,6 +30,10 @@ export COORDINATION
 # AwaitingPayment; verify and replay must fold with the same timeouts.
 WORKER_TIMEOUTS ?= {"AwaitingPayment": 15}
 WITH_TIMEOUTS := PROCESS_TIMEOUTS='$(WORKER_TIMEOUTS)'
+# A card payment settles this long after it is finalized. The demo's "out of stock, payment
+# discarded" orders need the stock refusal first: at 5 s, a loaded machine settled 10 of them
+# before it, and the process manager refunded them, as it should, but not as the mix expects.
+SETTLEMENT_DELAY_S ?= 30
 
 venv: $(VENV)/.installed
 
@@ -76,7 +80,7 @@ diagram: venv  ## regenerate the README state diagram from the transition table
 	$(PY) -m tests.readme_diagram --write
 
 start: topics  ## N background workers (logs and pids under .data/workers/)
-	$(WITH_TIMEOUTS) bash deploy/workers.sh start $(N)
+	$(WITH_TIMEOUTS) PAYMENT_SETTLEMENT_DELAY_S=$(SETTLEMENT_DELAY_S) bash deploy/workers.sh start $(N)
 
 stop:  ## stop the background workers
 	bash deploy/workers.sh stop
