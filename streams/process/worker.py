@@ -135,14 +135,19 @@ async def on_message(event: Any) -> None:
         await dead_letter(record, event.key, event.value, f"process failed: {outcome.reason}")
 
 
-async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> Outcome:
-    bound = log.bind(
+def bound_log(key: bytes, envelope: Envelope) -> Any:
+    """The worker's logger with the message's order, correlation, causation, id and type."""
+    return log.bind(
         order_id=key.decode(),
         correlation_id=envelope.correlation_id,
         causation_id=envelope.causation_id,
         message_id=envelope.message_id,
         message_type=envelope.type,
     )
+
+
+async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> Outcome:
+    bound = bound_log(key, envelope)
     try:
         current = load(processes.get(key))
     except Exception as error:  # no record to park the message on: it goes to the dead letters
@@ -186,13 +191,7 @@ async def react_as_saga(
     record: Any, key: bytes, value: bytes, envelope: Envelope, topic_kind: str
 ) -> None:
     """The saga's command for one event, sent; nothing is read or written but the topics."""
-    bound = log.bind(
-        order_id=key.decode(),
-        correlation_id=envelope.correlation_id,
-        causation_id=envelope.causation_id,
-        message_id=envelope.message_id,
-        message_type=envelope.type,
-    )
+    bound = bound_log(key, envelope)
     try:
         commands = saga.react(envelope)
     except Exception as error:  # a saga keeps nothing to park the message on

@@ -1,8 +1,8 @@
 """dry-run and timeline on the real broker: a real worker runs orders, then the tools read them.
 
-One worker runs three orders to their ends (completed, declined, timed out). ``python -m
-streams.tools.dry_run`` with a candidate that changes the row of a declined payment must name
-exactly the declined order; ``python -m streams.tools.timeline`` must show every input of an
+One worker runs three orders to their ends (completed, declined, timed out). ``orderflow
+dry-run`` with a candidate that changes the row of a declined payment must name exactly the
+declined order; ``orderflow timeline`` must show every input of an
 order with its outcome, up to the end, a time or a record; and the worker's process page and
 JSON route must show the same timeline.
 """
@@ -82,7 +82,7 @@ def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def timeline(system: System, order_id: str, *args: str) -> dict[str, Any]:
-    result = run_tool("streams.tools.timeline", system.env, order_id, "--json", *args)
+    result = run_tool("timeline", system.env, order_id, "--json", *args)
     assert result.returncode == 0, result.stdout + result.stderr
     found: dict[str, Any] = json.loads(result.stdout)
     return found
@@ -119,11 +119,9 @@ def test_dry_run_of_a_candidate_that_changes_one_row_names_exactly_the_affected_
 ) -> None:
     # Given a candidate that cancels and discards a declined payment (one row changed)
     # When the dry run folds the log through today's table and the candidate
-    result = run_tool(
-        "streams.tools.dry_run", system.env, "--candidate", "tests.candidates:DECLINED_DISCARDS"
-    )
+    result = run_tool("dry-run", system.env, "--candidate", "tests.candidates:DECLINED_DISCARDS")
     as_json = run_tool(
-        "streams.tools.dry_run",
+        "dry-run",
         system.env,
         "--candidate",
         "tests.candidates:DECLINED_DISCARDS",
@@ -153,18 +151,14 @@ def test_dry_run_of_a_candidate_that_changes_one_row_names_exactly_the_affected_
 
 
 def test_dry_run_of_todays_table_finds_no_difference(system: System) -> None:
-    result = run_tool(
-        "streams.tools.dry_run", system.env, "--candidate", "tests.candidates:TODAY", "--json"
-    )
+    result = run_tool("dry-run", system.env, "--candidate", "tests.candidates:TODAY", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert (report["orders"], report["differing_orders"], report["examples"]) == (3, 0, [])
 
 
 def test_dry_run_of_a_bad_candidate_exits_2(system: System) -> None:
-    result = run_tool(
-        "streams.tools.dry_run", system.env, "--candidate", "tests.candidates:NOT_A_TABLE"
-    )
+    result = run_tool("dry-run", system.env, "--candidate", "tests.candidates:NOT_A_TABLE")
     assert result.returncode == 2
     assert "not a dict" in result.stderr
 
@@ -198,7 +192,7 @@ def test_timeline_shows_every_input_of_an_order_with_its_outcome(system: System)
     ]
     assert {e["reason"] for e in found["entries"] if e["outcome"] == "ignored"} == {SKIPPED}
     # and the table for people
-    text = run_tool("streams.tools.timeline", system.env, order_id)
+    text = run_tool("timeline", system.env, order_id)
     assert text.returncode == 0, text.stderr
     assert "state: Completed" in text.stdout
     assert "AwaitingShipment -> Completing" in text.stdout
@@ -258,15 +252,13 @@ def test_timeline_refuses_a_record_on_another_partition(system: System) -> None:
     order_id = system.orders["declined"]
     partition = timeline(system, order_id)["partition"]
     other = (partition + 1) % system.settings.topic_partitions
-    result = run_tool(
-        "streams.tools.timeline", system.env, order_id, "--offset", f"orders.events:{other}:0"
-    )
+    result = run_tool("timeline", system.env, order_id, "--offset", f"orders.events:{other}:0")
     assert result.returncode == 2
     assert f"is on partition {partition}" in result.stderr
 
 
 def test_timeline_of_an_order_without_input_exits_1(system: System) -> None:
-    result = run_tool("streams.tools.timeline", system.env, unique("nobody"))
+    result = run_tool("timeline", system.env, unique("nobody"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "state: (no process)" in result.stdout
 
