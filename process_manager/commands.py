@@ -94,13 +94,24 @@ BUILDERS: Final[dict[str, Callable[[Process], Message]]] = {
 
 def build(command_type: str, process: Process, cause: Envelope) -> Envelope:
     """The envelope of the ``command_type`` command that ``cause`` makes ``process`` send."""
+    return caused_by(BUILDERS[command_type](process), cause, process.order_id)
+
+
+def caused_by(command: Message, cause: Envelope, correlation_id: str) -> Envelope:
+    """``command`` as ``cause`` makes it send, by the process manager or the saga: its id
+    derived from the cause's id and its type, its time the cause's."""
     return Envelope.wrap(
-        BUILDERS[command_type](process),
-        message_id=deterministic_id(cause.message_id, command_type),
+        command,
+        message_id=deterministic_id(cause.message_id, command.type),
         occurred_at=cause.occurred_at,
-        correlation_id=process.order_id,
+        correlation_id=correlation_id,
         causation_id=cause.message_id,
     )
+
+
+def payment_id_of(order_initialized: Envelope) -> str:
+    """The payment id of an order, derived from its ``OrderInitialized``."""
+    return deterministic_id(order_initialized.message_id, "payment_id")
 
 
 def _payment_id(p: Process) -> str:

@@ -33,9 +33,8 @@ from aggregates.messages import (
     PaymentFinalized,
     PaymentSettled,
     ProcessTimedOut,
-    deterministic_id,
 )
-from process_manager.commands import build
+from process_manager.commands import build, payment_id_of
 from process_manager.process import MAX_APPLIED_IDS, MAX_HISTORY, HistoryEntry, Process, SentCommand
 from process_manager.states import State, Timeouts, deadline_for
 from process_manager.table import NOTED, REACTS_TO, TRANSITIONS, Table, trigger_of
@@ -222,8 +221,7 @@ def note(process: Process | None, envelope: Envelope) -> Process:
         )
     match message:
         case OrderInitialized():
-            payment_id = deterministic_id(envelope.message_id, "payment_id")
-            return process.model_copy(update={"payment_id": payment_id})
+            return process.model_copy(update={"payment_id": payment_id_of(envelope)})
         case PaymentFinalized(finalized_at=finalized_at):
             return process.model_copy(update={"payment_finalized_at": finalized_at})
         case PaymentSettled():

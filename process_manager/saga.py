@@ -43,9 +43,9 @@ from aggregates.messages import (
     RecordOrderPayment,
     RequestPayment,
     SendPackage,
-    deterministic_id,
     order_id_of,
 )
+from process_manager.commands import caused_by, payment_id_of
 
 # fmt: off
 SAGA: Final[dict[str, str]] = {
@@ -60,11 +60,6 @@ SAGA: Final[dict[str, str]] = {
     "OrderCancelled":       "DiscardPayment",  # only when the order had a recorded payment
 }
 # fmt: on
-
-
-def payment_id_of(order_initialized: Envelope) -> str:
-    """The payment id of an order, from its ``OrderInitialized``: the process manager's too."""
-    return deterministic_id(order_initialized.message_id, "payment_id")
 
 
 def _init_order(cause: Envelope) -> Message | None:
@@ -145,12 +140,4 @@ def react(cause: Envelope) -> tuple[Envelope, ...]:
     command = BUILDERS[command_type](cause)
     if command is None:
         return ()
-    return (
-        Envelope.wrap(
-            command,
-            message_id=deterministic_id(cause.message_id, command_type),
-            occurred_at=cause.occurred_at,
-            correlation_id=order_id_of(command),
-            causation_id=cause.message_id,
-        ),
-    )
+    return (caused_by(command, cause, order_id_of(command)),)

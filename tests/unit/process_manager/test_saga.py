@@ -33,7 +33,8 @@ from aggregates.messages import (
 )
 from process_manager import DEFAULT_TIMEOUTS, TRANSITIONS
 from process_manager import handle as process_handle
-from process_manager.saga import SAGA, payment_id_of, react
+from process_manager.commands import payment_id_of
+from process_manager.saga import SAGA, react
 from tests.unit.process_manager.scenario import CLIENT, ITEMS, ORDER, T0, TOTAL
 
 
