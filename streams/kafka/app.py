@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,10 @@ from streams.faults import (
 )
 from streams.kafka.membership import use_rejoin_on_rebalance
 from streams.kafka.recovery import use_lossless_recovery_end
+from streams.observability.logs import get_logger
 from streams.settings import Settings
 
+log = get_logger(__name__)
 MiB = 1024 * 1024
 
 # Faust's RocksDB defaults are sized for a big server (2 GiB block cache, 3 x 64 MiB write
@@ -167,6 +171,57 @@ def use_full_flush() -> None:
     buffer.flush = flush  # type: ignore[method-assign,assignment]
 
 
+_faust_send_changelog = faust_tables.Collection.send_changelog
+
+EXIT_UNRECORDED = 75  # EX_TEMPFAIL: Kafka refused a table's changelog record
+
+
+def send_changelog(table: Any, *args: Any, **kwargs: Any) -> Any:
+    """Faust's changelog send, keeping the record's future on the table (``changelog_written``),
+    and ending the worker if Kafka refuses the record.
+
+    Faust only logs a refused changelog record, and then commits the offsets of the inputs
+    that wrote it: their effect lived on in this worker's RocksDB alone, and the partition's
+    next owner never saw it. Exiting first leaves those inputs uncommitted, so that the next
+    owner takes them in again.
+    """
+    future = _faust_send_changelog(table, *args, **kwargs)
+    future.add_done_callback(_exit_if_refused)
+    table.last_changelog_record = future
+    return future
+
+
+def _exit_if_refused(future: Any) -> None:
+    if future.cancelled() or future.exception() is None:
+        return
+    log.critical(
+        "changelog record refused by Kafka; exiting so that its inputs are taken in again",
+        topic=future.message.channel.get_topic_name(),
+        reason=f"{type(future.exception()).__name__}: {future.exception()}",
+        exit_code=EXIT_UNRECORDED,
+    )
+    sys.stderr.flush()
+    os._exit(EXIT_UNRECORDED)
+
+
+async def changelog_written(table: Any) -> None:
+    """Wait until Kafka acknowledged the changelog record of the table's last write.
+
+    Faust sends a table's changelog records from a buffer, after whatever the agent sends
+    itself: a worker killed in between had sent the commands of a state its changelog never
+    got, and the partition's next owner restored the process a state behind its own commands.
+    """
+    future = getattr(table, "last_changelog_record", None)
+    if future is not None:
+        await future
+
+
+def use_tracked_changelog_writes() -> None:
+    """Make each table keep its last changelog record's future (``changelog_written``) and
+    end the worker on a refused record (``send_changelog``)."""
+    faust_tables.Collection.send_changelog = send_changelog  # type: ignore[method-assign,assignment]
+
+
 _faust_on_changelog_event = faust_tables.Collection.on_changelog_event
 
 
@@ -226,6 +281,7 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
     use_read_committed()
     use_gap_safe_commits()
     use_full_flush()
+    use_tracked_changelog_writes()
     use_lossless_recovery_end()
     use_rejoin_on_rebalance()
     faust_tables.Collection.on_changelog_event = on_changelog_event  # type: ignore[method-assign,assignment]

@@ -36,7 +36,7 @@ from process_manager import (
 from streams import faults
 from streams.kafka import dead_letters, routing
 from streams.kafka.admin import KafkaAccessError, check_access
-from streams.kafka.app import create_app
+from streams.kafka.app import changelog_written, create_app
 from streams.kafka.codec import DecodeError, decode, encode
 from streams.kafka.consuming import Consumed
 from streams.kafka.topics import (
@@ -164,6 +164,8 @@ async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> Outcome:
         # the record again: a worker killed after its RocksDB write but before the changelog
         # write reached Kafka restarts with a record the changelog lacks (found by chaos).
         processes[key] = outcome.process.model_dump_json().encode()
+        if outcome.commands:  # never ahead of the state that decided them
+            await changelog_written(processes)
     if outcome.kind == "applied" and outcome.process is not None:
         deadlines.push(key, outcome.process.deadline)
         from_state = current.state if current else None

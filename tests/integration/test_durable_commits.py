@@ -1,8 +1,13 @@
-"""A worker commits an input's offset only once what the input changed is durable in Kafka.
+"""A worker commits an input's offset, and sends the input's commands, only once what the
+input changed is durable in Kafka.
 
-Found by chaos: a worker killed a few seconds after it took in a `PackageWasSent` had already
-committed the event's offset, but its table's changelog record was still queued inside the
-worker. The new owner restored the process without the event and never saw the event again.
+Found by chaos:
+- a worker killed a few seconds after it took in a `PackageWasSent` had already committed the
+  event's offset, but its table's changelog record was still queued inside the worker. The new
+  owner restored the process without the event and never saw the event again;
+- a worker killed after its `SendPackage` went out, but before the changelog record of the
+  state that sent it did, left the new owner with the process one state behind its commands.
+  A timeout there cancelled the order and refunded its payment while the package shipped.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from tests.integration.harness import (
     produce,
     read_all,
     read_to_end,
+    scrape,
+    total,
     unique,
     wire,
 )
@@ -35,7 +42,7 @@ CHANGELOG_DELAY_S = 12
 COMMIT_WAIT_S = 8  # longer than Faust's commit interval (2.8 s), shorter than the delay
 
 
-def test_a_worker_killed_before_its_table_write_reached_kafka_has_not_committed_the_input(
+def test_a_worker_killed_before_its_table_write_reached_kafka_has_committed_and_sent_nothing(
     settings: Settings, services: list[Service], tmp_path: Path
 ) -> None:
     # Given a worker whose changelog records reach its producer 12 s late
@@ -46,22 +53,32 @@ def test_a_worker_killed_before_its_table_write_reached_kafka_has_not_committed_
     services.append(worker)
     worker.start()
 
-    # When a cart is finalized and the worker has taken it in (its InitOrder is out)
+    # When a cart is finalized and the worker has taken it in
     order_id = unique("order")
     key, value = wire(cart_finalized(order_id))
     message_id = json.loads(value)["message_id"]
     produce(system, system.topic("carts.events"), [(key, value)])
-    assert read_all(system, system.topic("orders.commands"), 1), "InitOrder was never sent"
+    deadline = time.monotonic() + 60
+    while total(scrape(WEB_PORT), "messages_total", outcome="applied") < 1:
+        assert time.monotonic() < deadline, f"the cart was never taken in:\n{worker.tail()}"
+        time.sleep(0.5)
     committed = wait_committed(system, COMMIT_WAIT_S)
 
     # ... and the worker is killed before the delayed changelog record was sent
     worker.kill()
 
-    # Then an offset committed before the kill has its record in the changelog
-    if committed:
-        assert applied_in_changelog(system, order_id, message_id), (
-            "the input's offset was committed, but its process record never reached Kafka"
-        )
+    assert not applied_in_changelog(system, order_id, message_id), (
+        "the changelog record arrived before the kill: the window under test was never open"
+    )
+
+    # Then the input's offset was not committed
+    assert not committed, (
+        "the input's offset was committed, but its process record never reached Kafka"
+    )
+    # And no command went out ahead of the record of the state that decided it
+    assert not read_to_end(system, system.topic("orders.commands")), (
+        "InitOrder was sent, but the process record that sent it never reached Kafka"
+    )
 
     # And a new owner (no local state) ends with the cart taken in
     successor = faust_worker("streams.process.worker", env, tmp_path / "successor", WEB_PORT)
@@ -71,6 +88,8 @@ def test_a_worker_killed_before_its_table_write_reached_kafka_has_not_committed_
     while not applied_in_changelog(system, order_id, message_id):
         assert time.monotonic() < deadline, f"the cart was lost:\n{successor.tail()}"
         time.sleep(1)
+    # And its InitOrder sent
+    assert read_all(system, system.topic("orders.commands"), 1), "InitOrder was never sent"
 
 
 def cart_finalized(order_id: str) -> CartFinalized:

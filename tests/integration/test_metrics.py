@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka.groups import members
 from streams.settings import Settings
 from tests.integration.flows import place_order, stock, wait_terminal
 from tests.integration.harness import (
+    Samples,
     Service,
     faust_worker,
     isolated_settings,
     produce_raw,
     read_to_end,
+    scrape,
+    total,
     unique,
 )
 
@@ -29,30 +30,9 @@ pytestmark = pytest.mark.integration
 METRICS_PORT = 16095
 LOGS_PORT = 16096
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(web_port: int) -> Samples:
-    """Every sample of ``GET /metrics``, by name and labels."""
-    url = f"http://127.0.0.1:{web_port}/metrics"
-    with urllib.request.urlopen(url, timeout=30) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = response.read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of every series of ``name`` whose labels include ``labels``."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
 def eventually(web_port: int, check: Callable[[Samples], bool], timeout: float = 30.0) -> Samples:

@@ -1,4 +1,5 @@
-"""The offsets a Faust worker commits on a topic with transaction markers (streams/kafka/app.py)."""
+"""The offsets a Faust worker commits on a topic with transaction markers, and what a refused
+changelog record does (streams/kafka/app.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+from aiokafka.errors import KafkaTimeoutError
 from intervaltree import IntervalTree
 
+from streams.kafka import app
 from streams.kafka.app import add_gap, committable_offset
 
 TP = "orders.events-0"
@@ -84,3 +87,31 @@ def test_nothing_is_committed_while_offsets_after_the_committed_one_are_unaccoun
 
     # Then nothing can be committed yet
     assert committable_offset(consumer, TP) is None
+
+
+def changelog_record(error: Exception | None) -> Any:
+    """A changelog record's future, as Faust's producer completes it: acknowledged or refused."""
+
+    async def completed() -> Any:
+        future: Any = asyncio.get_running_loop().create_future()
+        future.message = SimpleNamespace(channel=SimpleNamespace(get_topic_name=lambda: "t"))
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+        return future
+
+    return asyncio.run(completed())
+
+
+def test_a_refused_changelog_record_ends_the_worker_before_any_commit(monkeypatch: Any) -> None:
+    # Given a worker whose process exit is recorded instead of taken
+    exits: list[int] = []
+    monkeypatch.setattr("streams.kafka.app.os._exit", exits.append)
+
+    # When Kafka acknowledges one changelog record and refuses another
+    app._exit_if_refused(changelog_record(None))
+    app._exit_if_refused(changelog_record(KafkaTimeoutError()))
+
+    # Then the worker exits once, with the code that says so
+    assert exits == [app.EXIT_UNRECORDED]
