@@ -36,7 +36,7 @@ from process_manager import (
 from streams import faults
 from streams.kafka import dead_letters, routing
 from streams.kafka.admin import KafkaAccessError, check_access
-from streams.kafka.app import changelog_written, create_app
+from streams.kafka.app import create_app, send_after_changelog
 from streams.kafka.codec import DecodeError, decode, encode
 from streams.kafka.consuming import Consumed
 from streams.kafka.topics import (
@@ -158,14 +158,17 @@ async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> Outcome:
     outcome = step(current, envelope, timeouts=TIMEOUTS, decide=DECIDE)
     metrics.message(topic_kind, outcome.kind)
     if outcome.process is not None and (
-        outcome.process is not current or outcome.kind == "duplicate"
+        outcome.process is not current or outcome.kind == "duplicate" or outcome.commands
     ):
         # An ignored message changes the record too: its id is remembered. A duplicate writes
         # the record again: a worker killed after its RocksDB write but before the changelog
         # write reached Kafka restarts with a record the changelog lacks (found by chaos).
         processes[key] = outcome.process.model_dump_json().encode()
-        if outcome.commands:  # never ahead of the state that decided them
-            await changelog_written(processes)
+        if outcome.commands:  # never ahead of the record of the state that decided them
+            send_after_changelog(
+                processes,
+                [(outputs[COMMAND_TOPIC[c.type]], key, encode(c)) for c in outcome.commands],
+            )
     if outcome.kind == "applied" and outcome.process is not None:
         deadlines.push(key, outcome.process.deadline)
         from_state = current.state if current else None
@@ -184,8 +187,6 @@ async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> Outcome:
         bound.info("duplicate message; owed commands re-sent", commands=len(outcome.commands))
     else:
         bound.info("message ignored", reason=outcome.reason)
-    for command in outcome.commands:
-        await outputs[COMMAND_TOPIC[command.type]].send(key=key, value=encode(command))
     return outcome
 
 
