@@ -1,6 +1,6 @@
 """Verify the live process table against a fold of the process manager's inputs.
 
-    orderflow verify [--limit-orders N] [--json] [--app-version N]    (streams.cli.tools)
+    orderflow verify [--limit-orders N] [--json] [--app-version N] [--jobs N]  (streams.cli.tools)
 
 It reads the four events topics and ``processes.commands`` from the beginning
 (read_committed, to each partition's end), folds every order through the pure
@@ -16,6 +16,9 @@ in, applied or ignored; see ``live_order``), provided that order keeps each topi
 and leaves out no logged message the process reacts to. If that fold is the live record, the
 order counts as ``reordered``, not as a difference: the live record is a fold of exactly the
 logged messages.
+
+``--jobs N`` (default: the CPU count) folds and compares the partitions in N processes
+(``streams.tools.jobs``); the report is the same.
 
 It exits 0 when nothing differs, 1 when something does, 2 when it cannot run. Run it on a
 quiet system: orders in flight while it reads may differ for that reason alone.
