@@ -1,4 +1,5 @@
 """python -m bench [--quick] [--only baseline,drain,e2e,tools,growth,timeouts] [--profile S]
+                 [--port-base P]
 
 Runs the scenarios on fresh isolated topics with their own workers (deploy/workers.sh), prints
 a table in which every figure has a baseline measured in the same run, and writes the results
@@ -478,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=float, default=0.0, help="py-spy the 1-worker e2e")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete bench topics")
     parser.add_argument(
+        "--port-base", type=int, default=16200, help="first web port of the scenarios' workers"
+    )
+    parser.add_argument(
         "--modules-in-worker",
         action="store_true",
         help="e2e: module handlers inside the workers, not in runners beside them",
@@ -493,7 +497,12 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     base = get_settings()
     ctx = Context(
-        base, run_dir, Ports(16200), args.keep_topics, args.profile, not args.modules_in_worker
+        base,
+        run_dir,
+        Ports(args.port_base),
+        args.keep_topics,
+        args.profile,
+        not args.modules_in_worker,
     )
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     results: dict[str, Any] = {

@@ -11,21 +11,24 @@ changelog (last record per key).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from streams.kafka.codec import DecodeError, decode
+from aggregates.messages import Envelope
+from streams.kafka.codec import DecodeError, decode, decode_if_reacting
 from streams.kafka.consuming import partition_count, read_to_end, reader
 from streams.kafka.topics import ACCEPTED_TYPES, PROCESS_INPUTS
 from streams.process.fold import Folded, Input, by_order, fold_order, merge
 from streams.settings import Settings
-from streams.tools.progress import Progress
 
 __all__ = [
+    "Advances",
     "Folded",
     "Input",
     "PartitionScan",
+    "Skipped",
     "TableRecord",
     "by_order",
     "count_records",
@@ -42,6 +45,23 @@ __all__ = [
 # Reading Kafka
 
 
+class Advances(Protocol):
+    """What a scan reports its progress to: ``Progress``, or a job's messenger."""
+
+    def advance(self, count: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record of a type the process never reacts to, read on the lean path: where and when
+    it was written and its order, not its message (the fold would not change a thing)."""
+
+    timestamp: int
+    topic_index: int
+    offset: int
+    order_id: str
+
+
 @dataclass
 class PartitionScan:
     """Every decodable record of one partition number of the scanned topics, read to the end."""
@@ -51,9 +71,35 @@ class PartitionScan:
     ends: dict[str, int]
     """Next offset per full topic name: where the fold stopped (control records included)."""
     undecodable: int = 0
+    skipped: list[list[Skipped]] = field(default_factory=list)
+    """Per topic, the records a lean scan did not decode (empty for a full scan)."""
 
     def merged(self) -> Iterator[Input]:
         return merge(self.per_topic)
+
+    @property
+    def events(self) -> int:
+        """Decodable records read, skipped ones included."""
+        return sum(map(len, self.per_topic)) + sum(map(len, self.skipped))
+
+    def orders(self) -> dict[str, list[Input]]:
+        """``by_order(merged())``, for a lean scan too: each order's inputs, the orders in the
+        order of their first record, skipped records included (they fold to nothing)."""
+        skipped = self.skipped or [[] for _ in self.per_topic]
+        topics = [_by_offset(i, s) for i, s in zip(self.per_topic, skipped, strict=True)]
+        grouped: dict[str, list[Input]] = {}
+        for item in merge(topics):
+            items = grouped.setdefault(item.order_id, [])
+            if isinstance(item, Input):
+                items.append(item)
+        return grouped
+
+
+def _by_offset(inputs: list[Input], skipped: list[Skipped]) -> list[Input | Skipped]:
+    both: list[Input | Skipped] = [*inputs, *skipped]
+    if skipped:
+        both.sort(key=lambda record: record.offset)  # two sorted runs: one merge
+    return both
 
 
 def watermarks(
@@ -90,20 +136,25 @@ def scan(
     settings: Settings,
     topics: Sequence[str] = PROCESS_INPUTS,
     *,
-    progress: Progress | None = None,
+    progress: Advances | None = None,
+    partitions: Sequence[int] | None = None,
+    reacting: frozenset[str] | None = None,
 ) -> Iterator[PartitionScan]:
     """Read ``topics`` (contract names) one partition number at a time, each to its end.
 
     Records are decoded with the codec, as the worker does; undecodable ones (which the worker
-    dead-letters) are counted and skipped.
+    dead-letters) are counted and skipped. ``partitions``: only those partition numbers (default
+    all). ``reacting``: the lean path, for a fold: records of other types are not decoded but
+    kept as ``Skipped`` (``codec.decode_if_reacting``).
     """
     names = [settings.topic(t) for t in topics]
     index = {name: i for i, name in enumerate(names)}
-    partitions = partition_count(settings, names)
+    if partitions is None:
+        partitions = range(partition_count(settings, names))
     consumer = reader(settings)
     try:
-        for partition in range(partitions):
-            yield _read_partition(consumer, topics, names, index, partition, progress)
+        for partition in partitions:
+            yield _read_partition(consumer, topics, names, index, partition, progress, reacting)
     finally:
         consumer.close()
 
@@ -114,24 +165,35 @@ def _read_partition(
     names: list[str],
     index: dict[str, int],
     partition: int,
-    progress: Progress | None,
+    progress: Advances | None,
+    reacting: frozenset[str] | None,
 ) -> PartitionScan:
     found = PartitionScan(partition, [[] for _ in names], {})
+    if reacting is not None:
+        found.skipped = [[] for _ in names]
     ends: dict[tuple[str, int], int] = {}
     assigned = [TopicPartition(name, partition, OFFSET_BEGINNING) for name in names]
     try:
         for records in read_to_end(consumer, assigned, ends):
             for record in records:
                 i = index[record.topic() or ""]
+                key, accepted = record.key(), ACCEPTED_TYPES[topics[i]]
+                envelope: Envelope | None
                 try:
-                    envelope = decode(record.key(), record.value(), ACCEPTED_TYPES[topics[i]])
+                    if reacting is None:
+                        envelope = decode(key, record.value(), accepted)
+                    else:
+                        envelope = decode_if_reacting(key, record.value(), accepted, reacting)
                 except DecodeError:
                     found.undecodable += 1
                     continue
                 offset = record.offset() or 0
-                order_id = (record.key() or b"").decode()
+                order_id = (key or b"").decode()
                 timestamp = record.timestamp()[1]
-                found.per_topic[i].append(Input(timestamp, i, offset, order_id, envelope))
+                if envelope is None:
+                    found.skipped[i].append(Skipped(timestamp, i, offset, order_id))
+                else:
+                    found.per_topic[i].append(Input(timestamp, i, offset, order_id, envelope))
             if progress is not None:
                 progress.advance(len(records))
     finally:

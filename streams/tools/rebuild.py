@@ -17,13 +17,14 @@ replay ``with_read_model`` does both in the same pass.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from process_manager import Process
+from process_manager import REACTS_TO
 from streams.kafka import groups
 from streams.kafka.admin import replication_factor
 from streams.kafka.producing import produce_waiting
@@ -33,15 +34,16 @@ from streams.postgres.migrate import migrate
 from streams.read_model import store as read_model
 from streams.settings import Settings
 from streams.tools.history import (
+    Advances,
     Input,
     PartitionScan,
-    by_order,
     count_records,
     fold_order,
     partition_count,
     scan,
     truncated_topics,
 )
+from streams.tools.jobs import Jobs, Work
 from streams.tools.progress import Progress
 
 
@@ -75,8 +77,12 @@ def replay(
     *,
     with_read_model: bool = False,
     stream: TextIO | None = None,
+    jobs: int = 1,
 ) -> ReplayReport:
-    """Fold the inputs into ``to_version``'s changelog and commit its group at the ends."""
+    """Fold the inputs into ``to_version``'s changelog and commit its group at the ends.
+
+    ``jobs``: processes that read and fold the partitions (``streams.tools.jobs``).
+    """
     if to_version == settings.app_version:
         raise ReplayRefused(f"version {to_version} is the running version; pick a new one")
     report = ReplayReport(
@@ -92,32 +98,69 @@ def replay(
     _create_changelog(settings, report.changelog, partitions)
     if with_read_model:
         _reset_read_model(settings)
-    timeouts = settings.timeouts()
-    progress = Progress(
-        f"replay v{to_version}", count_records(settings, names, partitions), stream or sys.stderr
-    )
-    writer = ChangelogWriter(settings, report.changelog)
-    for part in scan(settings, PROCESS_INPUTS, progress=progress):
-        inputs = list(part.merged())
-        report.events += len(inputs)
-        report.undecodable += part.undecodable
-        for order_id, items in by_order(inputs).items():
-            folded = fold_order(items, timeouts)
-            if folded.process is not None:
-                if folded.process.quarantine is not None:
-                    report.quarantined.append(order_id)
-                writer.write(part.partition, order_id, folded.process)
-                report.processes += 1
-        for name, end in part.ends.items():
-            report.ends.setdefault(name, {})[part.partition] = end
-        if with_read_model:
-            _project(settings, part, inputs)
+    total = count_records(settings, names, partitions)
+    running = Jobs(_folding(settings, with_read_model), partitions, jobs)
+    try:
+        progress = Progress(f"replay v{to_version}", total, stream or sys.stderr)
+        writer = ChangelogWriter(settings, report.changelog)
+        done: dict[int, FoldedPartition] = {}
+        for part in running.results(progress):
+            for order_id, value, _ in part.processes:
+                writer.write(part.partition, order_id, value)
+            done[part.partition] = part
+    finally:
+        running.close()
     writer.close()
+    for partition in sorted(done):
+        part = done[partition]
+        report.events += part.events
+        report.undecodable += part.undecodable
+        report.processes += len(part.processes)
+        report.quarantined += [order_id for order_id, _, parked in part.processes if parked]
+        for name, end in part.ends.items():
+            report.ends.setdefault(name, {})[partition] = end
     _commit_group(settings, report.app_id, report.ends)
     if with_read_model:
         report.read_model_rows = _count_rows(settings)
     report.elapsed_s = progress.finish()
     return report
+
+
+@dataclass
+class FoldedPartition:
+    """What one partition number of the inputs folds to: per order with a process, its id,
+    its changelog value and whether it is quarantined."""
+
+    partition: int
+    events: int
+    undecodable: int
+    ends: dict[str, int]
+    processes: list[tuple[str, bytes, bool]]
+
+
+def _folding(settings: Settings, with_read_model: bool) -> Work[FoldedPartition]:
+    """A job's work: read its partitions, fold every order (and project the read model)."""
+    timeouts = settings.timeouts()
+    # The read model projects every event; the fold alone needs those the process reacts to.
+    reacting = None if with_read_model else REACTS_TO
+
+    def work(partitions: Sequence[int], progress: Advances) -> Iterator[FoldedPartition]:
+        for part in scan(
+            settings, PROCESS_INPUTS, progress=progress, partitions=partitions, reacting=reacting
+        ):
+            processes = []
+            for order_id, items in part.orders().items():
+                process = fold_order(items, timeouts).process
+                if process is not None:
+                    value = process.model_dump_json().encode()
+                    processes.append((order_id, value, process.quarantine is not None))
+            if with_read_model:
+                _project(settings, part, list(part.merged()))
+            yield FoldedPartition(
+                part.partition, part.events, part.undecodable, part.ends, processes
+            )
+
+    return work
 
 
 def rebuild_read_model(settings: Settings, stream: TextIO | None = None) -> ReplayReport:
@@ -151,8 +194,8 @@ class ChangelogWriter:
             settings.producer_config(**{"enable.idempotence": True, "linger.ms": 20})
         )
 
-    def write(self, partition: int, order_id: str, process: Process) -> None:
-        value = process.model_dump_json().encode()
+    def write(self, partition: int, order_id: str, value: bytes) -> None:
+        """``value``: the process as Faust's table writes it, ``Process.model_dump_json``."""
         produce_waiting(
             self.producer,
             self.topic,

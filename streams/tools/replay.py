@@ -1,6 +1,7 @@
 """Replay: rebuild the process manager's table into a new app version, and the read model.
 
-    orderflow replay [--to-version N] [--read-model | --read-model-only]    (streams.cli.tools)
+    orderflow replay [--to-version N] [--read-model | --read-model-only] [--jobs N]
+                                                                (streams.cli.tools)
 
 It folds the process manager's inputs (the four events topics and ``processes.commands``)
 offline, from the beginning, with the workers' timeouts (``streams.tools.history``), and
@@ -15,6 +16,9 @@ by version N (harmless, its commands keep their deterministic ids, but duplicate
 
 ``--read-model`` also truncates ``orders_view`` and projects the events topics again in the
 same pass; ``--read-model-only`` does only that, without a new version.
+
+``--jobs N`` (default: the CPU count) folds the partitions in N processes
+(``streams.tools.jobs``); the changelog, the offsets and the report are the same.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Verify the live process table against a fold of the process manager's inputs.
 
-    orderflow verify [--limit-orders N] [--json] [--app-version N]    (streams.cli.tools)
+    orderflow verify [--limit-orders N] [--json] [--app-version N] [--jobs N]  (streams.cli.tools)
 
 It reads the four events topics and ``processes.commands`` from the beginning
 (read_committed, to each partition's end), folds every order through the pure
@@ -17,6 +17,9 @@ and leaves out no logged message the process reacts to. If that fold is the live
 order counts as ``reordered``, not as a difference: the live record is a fold of exactly the
 logged messages.
 
+``--jobs N`` (default: the CPU count) folds and compares the partitions in N processes
+(``streams.tools.jobs``); the report is the same.
+
 It exits 0 when nothing differs, 1 when something does, 2 when it cannot run. Run it on a
 quiet system: orders in flight while it reads may differ for that reason alone.
 """
@@ -24,7 +27,7 @@ quiet system: orders in flight while it reads may differ for that reason alone.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -35,10 +38,10 @@ from process_manager.process import MAX_APPLIED_IDS
 from streams.kafka.topics import PROCESS_INPUTS
 from streams.settings import Settings
 from streams.tools.history import (
+    Advances,
     Folded,
     Input,
     TableRecord,
-    by_order,
     count_records,
     fold_order,
     partition_count,
@@ -46,6 +49,7 @@ from streams.tools.history import (
     scan,
     truncated_topics,
 )
+from streams.tools.jobs import Jobs, Work
 from streams.tools.progress import Progress
 
 COMPARED = ("state", "applied", "cancellation_reason", "payment_id")
@@ -243,44 +247,85 @@ def verify(
     version: int | None = None,
     limit_orders: int | None = None,
     stream: TextIO | None = None,
+    jobs: int = 1,
 ) -> Report:
-    """Fold the inputs and compare them with the live table of ``version`` (default: current)."""
+    """Fold the inputs and compare them with the live table of ``version`` (default: current).
+
+    ``jobs``: processes that read, fold and judge the partitions (``streams.tools.jobs``); one
+    with ``limit_orders``, which takes the first orders in partition order and stops there.
+    """
     topic = settings.process_changelog_topic(version)
     report = Report(topic, limited=limit_orders is not None)
     live = read_table(settings, topic)
     live_keys = {k for k, record in live.items() if record.value is not None}
     report.orders_live = len(live_keys)
-    timeouts = settings.timeouts()
     names = [settings.topic(t) for t in PROCESS_INPUTS]
     partitions = partition_count(settings, names)
     total = count_records(settings, names, partitions)
     report.truncated = truncated_topics(settings, names, partitions)
-    progress = Progress("verify", total, stream or sys.stderr)
-    chosen: set[str] = set()
-    for part in scan(settings, PROCESS_INPUTS, progress=progress):
+    work = _judging(settings, live, limit_orders)
+    running = Jobs(work, partitions, 1 if limit_orders is not None else jobs)
+    try:
+        progress = Progress("verify", total, stream or sys.stderr)
+        done = {part.partition: part for part in running.results(progress)}
+    finally:
+        running.close()
+    for partition in sorted(done):
+        part = done[partition]
         report.undecodable += part.undecodable
-        inputs = list(part.merged())
-        report.events += len(inputs)
-        for order_id, items in by_order(inputs).items():
-            if limit_orders is not None and order_id not in chosen:
-                if len(chosen) >= limit_orders:
-                    continue
-                chosen.add(order_id)
-            folded = fold_order(items, timeouts)
-            verdict = judge(order_id, items, folded, live.get(order_id), part.partition, timeouts)
+        report.events += part.events
+        for order_id, has_process, verdict in part.verdicts:
             live_keys.discard(order_id)
-            report.orders_folded += folded.process is not None
+            report.orders_folded += has_process
             if verdict.difference is not None:
                 report.differences.append(verdict.difference)
-            elif folded.process is not None:
+            elif has_process:
                 report.matched += 1
                 report.reordered += verdict.reordered
-        if limit_orders is not None and len(chosen) >= limit_orders:
-            break  # the chosen orders all live in the partitions read so far
     if limit_orders is None:
         report.differences += [Difference(k, "missing_events") for k in sorted(live_keys)]
     report.elapsed_s = progress.finish()
     return report
+
+
+@dataclass
+class JudgedPartition:
+    """How the orders of one partition number compare: per order, its id, whether it folds
+    to a process, and its verdict."""
+
+    partition: int
+    events: int
+    undecodable: int
+    verdicts: list[tuple[str, bool, Verdict]]
+
+
+def _judging(
+    settings: Settings, live: dict[str, TableRecord], limit_orders: int | None
+) -> Work[JudgedPartition]:
+    """A job's work: read its partitions, fold and judge every order (the first
+    ``limit_orders`` only, stopping after the partition that holds the last of them)."""
+    timeouts = settings.timeouts()
+
+    def work(partitions: Sequence[int], progress: Advances) -> Iterator[JudgedPartition]:
+        chosen: set[str] = set()
+        for part in scan(
+            settings, PROCESS_INPUTS, progress=progress, partitions=partitions, reacting=REACTS_TO
+        ):
+            verdicts = []
+            for order_id, items in part.orders().items():
+                if limit_orders is not None and order_id not in chosen:
+                    if len(chosen) >= limit_orders:
+                        continue
+                    chosen.add(order_id)
+                folded = fold_order(items, timeouts)
+                where = part.partition
+                verdict = judge(order_id, items, folded, live.get(order_id), where, timeouts)
+                verdicts.append((order_id, folded.process is not None, verdict))
+            yield JudgedPartition(part.partition, part.events, part.undecodable, verdicts)
+            if limit_orders is not None and len(chosen) >= limit_orders:
+                return  # the chosen orders all live in the partitions read so far
+
+    return work
 
 
 def _plain(value: Any) -> Any:

@@ -193,3 +193,25 @@ def test_projecting_again_from_scratch_gives_identical_rows(system: System) -> N
     with connect(system.settings.database_url) as conn:
         count = conn.execute("SELECT count(*) FROM orders_view").fetchone()
     assert count is not None and count[0] == len(system.expected) + 1  # and the marker
+
+
+def test_a_replay_with_the_read_model_in_two_jobs_gives_identical_rows(system: System) -> None:
+    # Given the settled rows, and the worker stopped
+    before = settled(system)
+    if system.worker.running():
+        system.worker.stop()
+
+    # When the table is replayed into a new version with the read model, by two jobs that
+    # each project the events of their partitions
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", "--read-model", "--jobs", "2", "--json"],
+        cwd=REPO,
+        env={**os.environ, **system.env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    # Then the rows are identical
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert rows(system.settings, list(system.expected)) == before

@@ -142,6 +142,26 @@ def test_verify_limited_to_some_orders_checks_only_those(system: System) -> None
     assert report["limited"] and report["orders_folded"] <= 2
 
 
+TIMING_FIELDS = ("elapsed_s", "events_per_s")
+
+
+def test_verify_with_two_jobs_reports_exactly_what_one_job_reports(system: System) -> None:
+    # When verify runs with one job, then with two (each folding half of the partitions)
+    reports = []
+    for jobs in ("1", "2"):
+        result = run_tool("verify", system.env, "--json", "--jobs", jobs)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "events/s" in result.stderr  # the progress bar, drawn by the parent
+        reports.append(
+            {k: v for k, v in json.loads(result.stdout).items() if k not in TIMING_FIELDS}
+        )
+
+    # Then both report the same, every order included
+    one, two = reports
+    assert two == one
+    assert one["matched"] == len(system.outcomes) and one["events"] > 0
+
+
 def test_replay_into_a_new_version_serves_the_same_processes_without_new_commands(
     system: System,
 ) -> None:
@@ -192,6 +212,36 @@ def test_replay_refuses_a_version_that_is_in_use(system: System) -> None:
     result = run_tool("replay", system.env, "--to-version", "2")
     assert result.returncode == 2
     assert "replay refused" in result.stderr
+
+
+def test_replay_with_two_jobs_writes_exactly_what_one_job_writes(system: System) -> None:
+    # Given the workers stopped
+    if system.worker.running():
+        system.worker.stop()
+    settings = system.settings
+
+    # When the table is replayed with one job into version 3, and with two into version 4
+    reports = {}
+    for version, jobs in ((3, "1"), (4, "2")):
+        result = run_tool(
+            "replay", system.env, "--json", "--to-version", str(version), "--jobs", jobs
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        reports[version] = {
+            k: v
+            for k, v in report.items()
+            if k not in (*TIMING_FIELDS, "version", "app_id", "changelog")
+        }
+
+    # Then both read the same events, wrote the same processes and committed the same offsets
+    assert reports[4] == reports[3]
+    assert reports[3]["processes"] >= len(system.outcomes)
+    # and each changelog holds the same record for every order, on the same partition
+    three = read_table(settings, settings.process_changelog_topic(3))
+    four = read_table(settings, settings.process_changelog_topic(4))
+    assert len(three) == reports[3]["processes"]
+    assert four == three
 
 
 def produce_to(settings: Settings, topic: str, partition: int, order_id: str, p: Process) -> None:

@@ -9,10 +9,11 @@ from datetime import timedelta
 from process_manager import DEFAULT_TIMEOUTS, State
 from streams.kafka import groups
 from streams.kafka.app import create_app
+from streams.process.fold import trace
 from streams.settings import Settings
 from streams.tools.history import Input, by_order, fold_order, merge
 from streams.tools.progress import Progress
-from tests.unit.process_manager.scenario import HAPPY, TIMEOUTS, given
+from tests.unit.process_manager.scenario import DISCARDING, HAPPY, TIMEOUTS, given
 from tests.unit.replay.log import logged
 
 
@@ -124,3 +125,10 @@ def test_the_progress_bar_grows_its_total_to_what_was_done() -> None:
     bar.update(12)
     bar.finish()
     assert "12/12 terminal" in stream.getvalue() and "orders/s" in stream.getvalue()
+
+
+def test_fold_order_ends_with_the_process_the_trace_ends_with() -> None:
+    for triggers in (HAPPY, DISCARDING, (*HAPPY[:2], "ProcessTimedOut", *HAPPY[2:])):
+        inputs = logged(*triggers)
+        steps = list(trace(inputs, TIMEOUTS))
+        assert fold_order(inputs, TIMEOUTS).process == steps[-1].process is not None
