@@ -42,8 +42,9 @@ start_one() {
   log "$name started (pid $(cat "$dir.pid"), port $port, log $dir.log)"
 }
 
-# Runs one process, and starts it again whenever it exits by itself: a crash, or the watchdog's
-# exit 70 when a module loop is stuck (streams/observability/liveness.py). SIGTERM stops it, then this.
+# Runs one process, and starts it again whenever it exits by itself: a crash, the watchdog's
+# exit 70 when a module loop is stuck (streams/observability/liveness.py), or a worker's exit 75
+# when Kafka refuses a changelog record (streams/kafka/app.py). SIGTERM stops it, then this.
 supervise() {
   local name="$1$2" port=$((base_port + $2 - 1)) dir="$data/$1$2" child="" code command
   if [[ "$1" == w ]]; then
