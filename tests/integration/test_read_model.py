@@ -127,6 +127,18 @@ def settled(system: System) -> dict[str, OrderView]:
     return rows(system.settings, order_ids)
 
 
+def replay(system: System, *options: str) -> subprocess.CompletedProcess[str]:
+    """``orderflow replay OPTIONS --json`` against the system's topics and database."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", *options, "--json"],
+        cwd=REPO,
+        env={**os.environ, **system.env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_the_read_model_shows_each_order_with_its_state_and_payment_status(
     system: System,
 ) -> None:
@@ -178,14 +190,7 @@ def test_projecting_again_from_scratch_gives_identical_rows(system: System) -> N
     system.worker.stop()
 
     # When the read model is rebuilt from the events topics
-    result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "replay", "--read-model-only", "--json"],
-        cwd=REPO,
-        env={**os.environ, **system.env, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = replay(system, "--read-model-only")
 
     # Then the rows are identical
     assert result.returncode == 0, result.stdout + result.stderr
@@ -203,14 +208,7 @@ def test_a_replay_with_the_read_model_in_two_jobs_gives_identical_rows(system: S
 
     # When the table is replayed into a new version with the read model, by two jobs that
     # each project the events of their partitions
-    result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "replay", "--read-model", "--jobs", "2", "--json"],
-        cwd=REPO,
-        env={**os.environ, **system.env, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = replay(system, "--read-model", "--jobs", "2")
 
     # Then the rows are identical
     assert result.returncode == 0, result.stdout + result.stderr
