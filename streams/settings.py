@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # process: the stateful process manager (its table, timeouts, operators). saga: the
     # article's stateless saga instead (process_manager.saga), with no table and no timer.
     coordination: Literal["process", "saga"] = "process"
+    # How inputs reach the process manager. agent: a Faust agent, an event at a time. loop: a
+    # confluent-kafka transactional loop in a thread of the Faust worker, a batch at a time,
+    # with the same table (streams/process/loop.py). The saga has only the agent.
+    hot_path: Literal["agent", "loop"] = "agent"
     # Stable per worker across restarts (it names transactional producers, so a restarted
     # worker fences its own unfinished transaction at once). Defaults to host and web port.
     worker_id: str | None = None
@@ -81,6 +85,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: str | None) -> str | None:
         return value.upper() if value else None  # SASL_MECHANISM= is no mechanism
+
+    @model_validator(mode="after")
+    def _hot_path_agrees(self) -> Settings:
+        if self.hot_path == "loop" and self.coordination == "saga":
+            raise ValueError("HOT_PATH=loop needs COORDINATION=process: the saga keeps no table")
+        return self
 
     @model_validator(mode="after")
     def _security_agrees(self) -> Settings:

@@ -23,7 +23,7 @@ from streams.faults import (
     delay_point,
 )
 from streams.kafka.membership import use_rejoin_on_rebalance
-from streams.kafka.recovery import use_lossless_recovery_end
+from streams.kafka.recovery import use_lossless_recovery_end, use_marker_safe_restore
 from streams.observability.logs import get_logger
 from streams.settings import Settings
 
@@ -327,6 +327,7 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
     use_full_flush()
     use_tracked_changelog_writes()
     use_lossless_recovery_end()
+    use_marker_safe_restore()
     use_rejoin_on_rebalance()
     faust_tables.Collection.on_changelog_event = on_changelog_event  # type: ignore[method-assign,assignment]
     return faust.App(app_id or settings.app_id, **options)

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from confluent_kafka import (
     Consumer,
@@ -44,6 +44,7 @@ from streams.faults import PROCESSOR_HANG_BEFORE_OFFSETS, hang_point
 from streams.kafka import dead_letters, groups, routing
 from streams.kafka.codec import DecodeError, answer, decode, encode, partition_of
 from streams.kafka.consuming import Consumed, next_offsets, take
+from streams.kafka.producing import Output
 from streams.kafka.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
 from streams.modules.definitions import AggregateModule
 from streams.modules.rebuild import rebuild
@@ -53,20 +54,6 @@ from streams.observability.logs import get_logger
 from streams.settings import Settings
 
 log = get_logger(__name__)
-
-
-class Output(NamedTuple):
-    """A record to produce in the open transaction; to the key's partition unless given."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    partition: int | None = None
-    headers: routing.Headers | None = None
-
-    @classmethod
-    def forwarding(cls, forward: routing.Forward) -> Output:
-        return cls(forward.topic, forward.key, forward.value, forward.partition, forward.headers)
 
 
 STATUS_EVERY_S = 10.0

@@ -97,8 +97,8 @@ def transition(from_state: str | None, to_state: str) -> None:
     _TRANSITIONS.labels(from_state or START, to_state).inc()
 
 
-def message(topic_kind: str, outcome: str) -> None:
-    _MESSAGES.labels(topic_kind, outcome).inc()
+def message(topic_kind: str, outcome: str, count: int = 1) -> None:
+    _MESSAGES.labels(topic_kind, outcome).inc(count)
 
 
 def timeout_fired() -> None:

@@ -21,23 +21,12 @@ from typing import Any
 import mode
 
 from aggregates.messages import Envelope, ProcessTimedOut, deterministic_id
-from process_manager import (
-    OPERATOR_ACTIONS,
-    REACTS_TO,
-    TRANSITIONS,
-    Outcome,
-    Process,
-    is_quarantined,
-    reason_of,
-    saga,
-    step,
-    trigger_of,
-)
+from process_manager import REACTS_TO, is_quarantined, reason_of, saga
 from streams import faults
 from streams.kafka import dead_letters, routing
 from streams.kafka.admin import KafkaAccessError, check_access
 from streams.kafka.app import create_app, send_after_changelog
-from streams.kafka.codec import DecodeError, decode, encode
+from streams.kafka.codec import encode
 from streams.kafka.consuming import Consumed
 from streams.kafka.topics import (
     ACCEPTED_TYPES,
@@ -51,6 +40,8 @@ from streams.modules.runner import Component, module_components, start
 from streams.observability import metrics
 from streams.observability.logs import configure_logging, get_logger
 from streams.process.deadlines import DeadlineIndex
+from streams.process.decisions import Decision, Refused, bound_log, decide, intake, load
+from streams.process.loop import ProcessLoop
 from streams.process.web import register_routes
 from streams.settings import PROCESS_TABLE, get_settings
 
@@ -75,6 +66,7 @@ app = create_app(settings)
 SAGA_MODE = settings.coordination == "saga"
 if SAGA_MODE:
     log.info("coordination: the stateless saga (no process table, no timeouts)")
+LOOP_MODE = settings.hot_path == "loop"
 
 INPUTS = {settings.topic(name): ACCEPTED_TYPES[name] for name in PROCESS_INPUTS}
 inputs = app.topic(*INPUTS, key_type=bytes, value_type=bytes)
@@ -95,99 +87,74 @@ DECIDE = faults.faulty_handle()  # process_manager.handle, unless a test injects
 deadlines = DeadlineIndex()
 
 
-def load(raw: bytes | None) -> Process | None:
-    return None if raw is None else Process.model_validate_json(raw)
-
-
-@app.agent(inputs, concurrency=1)  # concurrency 1: higher can commit past in-flight events (#606)
 async def process_orders(stream: Any) -> None:
     async for event in stream.events():
         await on_message(event)
 
 
+def push_deadline_soon(key: bytes, deadline: datetime | None) -> None:
+    """``deadlines.push`` from another thread: on the event loop, which the timer runs on."""
+    app.loop.call_soon_threadsafe(deadlines.push, key, deadline)
+
+
+if LOOP_MODE:  # Faust's consumer then reads the table's changelog alone
+    process_loop = ProcessLoop(
+        app,
+        processes,
+        settings,
+        INPUTS,
+        timeouts=TIMEOUTS,
+        handle=DECIDE,
+        push_deadline=push_deadline_soon,
+    )
+    app.on_partitions_revoked.connect(process_loop.on_revoked)
+else:  # concurrency 1: higher can commit past in-flight events (#606)
+    app.agent(inputs, concurrency=1)(process_orders)
+
+
 async def on_message(event: Any) -> None:
     record = event.message
-    forward = routing.misrouted(
+    taken = intake(
         record.topic,
         record.partition,
         event.key,
         event.value,
         record.headers,
         app.consumer.topic_partitions(record.topic) or settings.topic_partitions,
+        INPUTS[record.topic],
     )
-    if forward is not None:
-        await send_forward(forward, record)
+    if isinstance(taken, routing.Forward):
+        await send_forward(taken, record)
         return
-    try:
-        envelope = decode(event.key, event.value, INPUTS[record.topic])
-    except DecodeError as error:
-        await dead_letter(record, event.key, event.value, error.reason)
+    if isinstance(taken, Refused):
+        await dead_letter(record, event.key, event.value, taken.reason)
         return
     topic_kind = record.topic.removeprefix(settings.topic_prefix)
     if SAGA_MODE:
-        await react_as_saga(record, event.key, event.value, envelope, topic_kind)
+        await react_as_saga(record, event.key, event.value, taken, topic_kind)
         return
-    if envelope.type not in REACTS_TO:
+    if taken.type not in REACTS_TO:
         metrics.message(topic_kind, "ignored")
         return
-    outcome = await apply(event.key, envelope, topic_kind)
+    outcome = apply(event.key, taken, topic_kind).outcome
     if outcome.kind == "failed":  # it broke a process that does not exist: nowhere to park it
         await dead_letter(record, event.key, event.value, f"process failed: {outcome.reason}")
 
 
-def bound_log(key: bytes, envelope: Envelope) -> Any:
-    """The worker's logger with the message's order, correlation, causation, id and type."""
-    return log.bind(
-        order_id=key.decode(),
-        correlation_id=envelope.correlation_id,
-        causation_id=envelope.causation_id,
-        message_id=envelope.message_id,
-        message_type=envelope.type,
+def apply(key: bytes, envelope: Envelope, topic_kind: str) -> Decision:
+    decision = decide(
+        key, processes.get(key), envelope, topic_kind, timeouts=TIMEOUTS, handle=DECIDE
     )
-
-
-async def apply(key: bytes, envelope: Envelope, topic_kind: str) -> Outcome:
-    bound = bound_log(key, envelope)
-    try:
-        current = load(processes.get(key))
-    except Exception as error:  # no record to park the message on: it goes to the dead letters
-        reason = f"process record unreadable: {reason_of(error)}"
-        bound.error("process record unreadable", reason=reason)
-        metrics.message(topic_kind, "failed")
-        return Outcome("failed", None, (), reason)
-    outcome = step(current, envelope, timeouts=TIMEOUTS, decide=DECIDE)
-    metrics.message(topic_kind, outcome.kind)
-    if outcome.process is not None and (
-        outcome.process is not current or outcome.kind == "duplicate" or outcome.commands
-    ):
-        # An ignored message changes the record too: its id is remembered. A duplicate writes
-        # the record again: a worker killed after its RocksDB write but before the changelog
-        # write reached Kafka restarts with a record the changelog lacks (found by chaos).
-        processes[key] = outcome.process.model_dump_json().encode()
-        if outcome.commands:  # never ahead of the record of the state that decided them
+    record = decision.record
+    if record is not None:
+        processes[key] = record
+        commands = decision.commands()
+        if commands:  # never ahead of the record of the state that decided them
             send_after_changelog(
-                processes,
-                [(outputs[COMMAND_TOPIC[c.type]], key, encode(c)) for c in outcome.commands],
+                processes, [(outputs[topic], key, value) for topic, value in commands]
             )
-    if outcome.kind == "applied" and outcome.process is not None:
-        deadlines.push(key, outcome.process.deadline)
-        from_state = current.state if current else None
-        if (from_state, trigger_of(envelope.data)) in TRANSITIONS:  # not a fact merely noted
-            metrics.transition(from_state, outcome.process.state)
-        (bound.info if envelope.type in OPERATOR_ACTIONS else bound.debug)(
-            "transition",
-            from_state=from_state,
-            to_state=outcome.process.state,
-            commands=[c.type for c in outcome.commands],
-            reason=outcome.reason,
-        )
-    elif outcome.kind == "quarantined":
-        bound.warning("process quarantined", reason=outcome.reason)
-    elif outcome.kind == "duplicate":
-        bound.info("duplicate message; owed commands re-sent", commands=len(outcome.commands))
-    else:
-        bound.info("message ignored", reason=outcome.reason)
-    return outcome
+    decision.report(deadlines.push)
+    return decision
 
 
 async def react_as_saga(
@@ -231,14 +198,19 @@ async def dead_letter(record: Any, key: bytes | None, value: bytes | None, reaso
 
 
 async def check_deadlines() -> None:
-    """Announce passed deadlines to the owning partition; the agent re-checks and acts.
+    """Announce passed deadlines to the owning partition; the hot path re-checks and acts.
 
     A timer must not write the table, so it sends `ProcessTimedOut` to `processes.commands`,
     keyed by order id, which lands on the partition of the agent that owns the process.
     """
     if app.rebalancing or not app.tables.actives_ready:
         return
-    owned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic in INPUTS)
+    changelog = processes.changelog_topic.get_topic_name()
+    owned = frozenset(
+        tp.partition
+        for tp in app.assignor.assigned_actives()
+        if tp.topic in INPUTS or tp.topic == changelog  # the loop's Faust reads no input
+    )
     if deadlines.needs_rebuild(owned):
         # With RocksDB, items() covers only the actively assigned partitions.
         deadlines.rebuild(owned, _stored_deadlines())
@@ -285,19 +257,23 @@ def _stored_deadlines() -> list[tuple[bytes, datetime]]:
 
 
 @app.service
-class ModuleServices(mode.Service):
-    """The modules' command handlers and the outbox relay, in threads of this worker."""
+class WorkerThreads(mode.Service):
+    """The process loop (``HOT_PATH=loop``), the modules' command handlers and the outbox
+    relay, in threads of this worker."""
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
-        self._components: dict[str, Component] = {}
 
     async def on_start(self) -> None:
-        if not settings.worker_runs_modules:
+        components: dict[str, Component] = {}
+        if LOOP_MODE:
+            components["process_loop"] = process_loop
+        if settings.worker_runs_modules:
+            components.update(module_components(settings))
+        else:
             log.info("module handlers not started here (WORKER_RUNS_MODULES=false)")
-            return
-        self._components = module_components(settings)
-        start(self._components, self._stop, settings.stall_exit_after_s)
+        if components:
+            start(components, self._stop, settings.stall_exit_after_s)
 
     async def on_stop(self) -> None:
         self._stop.set()
