@@ -134,7 +134,12 @@ def collect(
     first). Returns their timestamps (s), their distinct keys, and the other records seen."""
     consumer = Consumer(
         settings.confluent_config(
-            **{"group.id": f"bench-drain-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}
+            **{
+                "group.id": f"bench-drain-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                # the loop's commands count once their transaction commits
+                "isolation.level": "read_committed",
+            }
         )
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions_of(consumer, topic)])
@@ -253,10 +258,17 @@ def faust_relay(ctx: Context, records: list[tuple[bytes, bytes]]) -> dict[str, A
             _delete_all(settings)
 
 
-def process_manager(ctx: Context, records: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+def process_manager(
+    ctx: Context, records: list[tuple[bytes, bytes]], hot_path: str
+) -> dict[str, Any]:
     """One process-manager worker, modules off, draining ``records`` from carts.events."""
-    env = {"WORKER_RUNS_MODULES": "false", "PROCESS_TIMEOUTS": '{"AwaitingOrder": 3600}'}
-    sc = Scenario("drain", ctx.base, ctx.run_dir, ctx.ports, 1, env, ctx.keep_topics)
+    env = {
+        "WORKER_RUNS_MODULES": "false",
+        "PROCESS_TIMEOUTS": '{"AwaitingOrder": 3600}',
+        "HOT_PATH": hot_path,
+    }
+    # a data directory of its own: the same records, so the same keys, in each run
+    sc = Scenario(f"drain-{hot_path}", ctx.base, ctx.run_dir, ctx.ports, 1, env, ctx.keep_topics)
     worker_env = {**sc.env, "DATA_DIR": str(sc.data_dir / "w1"), "WEB_PORT": str(sc.web_port)}
     worker = FaustWorker("streams.process.worker", worker_env, sc.data_dir / "w1.log", sc.web_port)
     ensure_topics(sc.settings)
@@ -268,7 +280,7 @@ def process_manager(ctx: Context, records: list[tuple[bytes, bytes]]) -> dict[st
             sc.settings.topic(commands_of("orders")),
             len(records),
             INIT_ORDER,
-            "process-manager drain",
+            f"process-manager drain (HOT_PATH={hot_path})",
         )
         result["load_s"] = loaded
         result["app_id"] = sc.settings.app_id
@@ -297,13 +309,15 @@ def drain(ctx: Context, inputs: int) -> dict[str, Any]:
     mean = sum(len(k) + len(v) for k, v in records) / max(1, len(records))
     log(f"drain: {inputs} CartFinalized records, {mean:.0f} B key+value on average")
     relays = [faust_relay(ctx, records)]
-    pm = process_manager(ctx, records)
+    agent = process_manager(ctx, records, "agent")
+    pm_loop = process_manager(ctx, records, "loop")
     relays.append(faust_relay(ctx, records))  # before and after: the box's load drifts
     return {
         "inputs": inputs,
         "record_bytes_mean": mean,
         "faust_relay": relays,
-        "process_manager": pm,
+        "process_manager": agent,
+        "process_manager_loop": pm_loop,
     }
 
 

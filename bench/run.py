@@ -107,32 +107,17 @@ def missing(figure: str, why: str) -> dict[str, Any]:
     }
 
 
+HOT_PATHS = {"agent": "process_manager", "loop": "process_manager_loop"}
+
+
 def drain_rows(d: dict[str, Any], relay: float | None) -> list[dict[str, Any]]:
-    """The process manager's drain against the minimal Faust relay and the raw relay, and
-    their CPU per input."""
-    pm, fr = d.get("process_manager") or {}, relay_mean(d.get("faust_relay") or {})
+    """The process manager's drain on each hot path against the minimal Faust relay and the
+    raw relay, and their CPU per input."""
+    fr = relay_mean(d.get("faust_relay") or {})
     rows: list[dict[str, Any]] = []
-    if not pm.get("per_s"):
-        rows.append(missing("PM drain: inputs/s", f"not measured: {pm.get('outputs', 0)} outputs"))
-    applied = f"{pm.get('outputs', 0)}/{d['inputs']} inputs applied"
-    if pm and not pm.get("all_applied"):
-        applied = f"ONLY {applied} ({pm.get('distinct_keys', 0)} distinct orders)"
-    span = f"{pm['span_s']:.1f} s" if pm.get("span_s") else "-"
-    if pm.get("per_s"):
-        rows.append(
-            row(
-                "PM drain: inputs/s (1 worker, modules off)",
-                pm["per_s"],
-                "inputs/s",
-                fr.get("per_s"),
-                "minimal Faust table relay (mean of 2), same records",
-                f"{applied} (one InitOrder each), {span} first->last command timestamp; "
-                f"10-90 % {fmt(pm.get('steady_per_s'))}/s; {d['record_bytes_mean']:.0f} B records",
-            )
-        )
-        rows.append(
-            row("PM drain vs raw relay", pm["per_s"], "inputs/s", relay, "raw relay msgs/s")
-        )
+    for hot_path, key in HOT_PATHS.items():
+        if key in d:
+            rows += _pm_drain_rows(f"PM drain, HOT_PATH={hot_path}", d[key] or {}, fr, d, relay)
     if fr.get("per_s"):
         rows.append(
             row(
@@ -147,6 +132,34 @@ def drain_rows(d: dict[str, Any], relay: float | None) -> list[dict[str, Any]]:
                 + f"; 10-90 % {fmt(fr.get('steady_per_s'))}/s",
             )
         )
+    return rows
+
+
+def _pm_drain_rows(
+    label: str, pm: dict[str, Any], fr: dict[str, Any], d: dict[str, Any], relay: float | None
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if not pm.get("per_s"):
+        rows.append(missing(f"{label}: inputs/s", f"not measured: {pm.get('outputs', 0)} outputs"))
+    applied = f"{pm.get('outputs', 0)}/{d['inputs']} inputs applied"
+    if pm and not pm.get("all_applied"):
+        applied = f"ONLY {applied} ({pm.get('distinct_keys', 0)} distinct orders)"
+    span = f"{pm['span_s']:.1f} s" if pm.get("span_s") else "-"
+    if pm.get("per_s"):
+        rows.append(
+            row(
+                f"{label}: inputs/s (1 worker, modules off)",
+                pm["per_s"],
+                "inputs/s",
+                fr.get("per_s"),
+                "minimal Faust table relay (mean of 2), same records",
+                f"{applied} (one InitOrder each), {span} first->last command timestamp; "
+                f"10-90 % {fmt(pm.get('steady_per_s'))}/s; {d['record_bytes_mean']:.0f} B records",
+            )
+        )
+        rows.append(
+            row(f"{label} vs raw relay", pm["per_s"], "inputs/s", relay, "raw relay msgs/s")
+        )
     pm_cpu, fr_cpu = pm.get("cpu") or {}, fr.get("cpu") or {}
     for name in ("worker", "broker"):
         value = (pm_cpu.get("ms_per_unit") or {}).get(name)
@@ -154,7 +167,7 @@ def drain_rows(d: dict[str, Any], relay: float | None) -> list[dict[str, Any]]:
             continue
         rows.append(
             row(
-                f"PM drain: CPU per input, {COMPONENTS[name]}",
+                f"{label}: CPU per input, {COMPONENTS[name]}",
                 value,
                 "ms CPU",
                 (fr_cpu.get("ms_per_unit") or {}).get(name),
@@ -224,7 +237,7 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     if "drain" in results.get("selected", []) and not results.get("drain"):
-        rows.append(missing("PM drain: inputs/s", "not measured: the drain scenario failed"))
+        rows.append(missing("PM drain", "not measured: the drain scenario failed"))
     if results.get("drain"):
         rows += drain_rows(results["drain"], relay)
     for key in ("e2e1w", "e2e2w"):

@@ -13,9 +13,10 @@ then resumed flow control, which clears every queue registered to be cleared on 
   289-746 and its write-ahead log began with the records at 747-754.
   ``tests/integration/test_standby_promotion.py`` fails without this module (64 of 480
   processes never served) and passes with it.
-- **Inputs fetched before their partition's seek** could be dropped by the same clear. Here the
-  stream partitions are sought first and resumed only after the clear, so nothing is fetched
-  for them before. Cluster chaos seed 303, before this order, committed ``carts.events``
+- **Inputs fetched before their partition's seek** could be dropped by the same clear, and were
+  where no offset was committed yet, since nothing sought such a partition (``seek_streams``).
+  Here the stream partitions are sought first and resumed only after the clear, so nothing is
+  fetched for them before. Cluster chaos seed 303, before this order, committed ``carts.events``
   partition 0 from 226 to 1066 while its new owner's seek ran, and 1,013 carts on partitions
   0-3 never made a process; how those records were skipped is not established, and no test
   here reproduces it.
@@ -32,6 +33,7 @@ import time
 from typing import Any
 
 from faust.tables import recovery as faust_recovery
+from faust.transport.drivers.aiokafka import ensure_aiokafka_TP
 
 
 async def on_recovery_completed(recovery: Any, generation_id: int = 0) -> None:
@@ -59,7 +61,10 @@ async def on_recovery_completed(recovery: Any, generation_id: int = 0) -> None:
         return
     if assignment:
         recovery.log.info("Seek stream partitions to committed offsets.")
-        await recovery._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+        streams = {tp for tp in assignment if not recovery._is_changelog_tp(tp)}
+        await recovery._wait(
+            seek_streams(consumer, streams), timeout=app.conf.broker_request_timeout
+        )
     resume_keeping(app.flow_control, recovery.tables.changelog_queue)
     consumer.resume_partitions({tp for tp in assignment if not recovery._is_changelog_tp(tp)})
     recovery.completed.set()
@@ -70,6 +75,27 @@ async def on_recovery_completed(recovery: Any, generation_id: int = 0) -> None:
         recovery.tables.on_standbys_ready()
     app.on_rebalance_end()
     recovery.log.info("Worker ready")
+
+
+async def seek_streams(consumer: Any, streams: set[Any]) -> None:
+    """Faust's seek of the stream partitions to their committed offsets, and of those with none
+    to their beginning (``auto_offset_reset=earliest``).
+
+    aiokafka seeks only partitions with a committed offset, and leaves the others where its
+    fetcher got to. It fetches as soon as a partition is assigned, before the recovery pauses
+    it, and those records never reach the stream: Faust drops them with the queues of the old
+    assignment. So a partition nobody had committed yet began at its second fetch. Measured
+    (``tests/integration/test_kill_mid_drain.py``): a worker killed before its first commit,
+    with 2,500 carts per partition waiting; its successor began every partition at offset
+    2,369 (1 MiB of ~430-byte records, aiokafka's fetch size per partition), committed them
+    to their ends, and offsets 0-2,368 were never taken in.
+    """
+    await consumer.perform_seek()
+    never = [tp for tp in streams if consumer._committed_offset.get(tp) is None]
+    if never:
+        await consumer._thread.seek_to_beginning(*map(ensure_aiokafka_TP, never))
+        for tp in never:
+            consumer._read_offset[tp] = None
 
 
 def resume_keeping(flow_control: Any, queue: Any) -> None:

@@ -127,17 +127,27 @@ def test_the_table_pairs_the_drain_with_the_faust_relay_and_the_raw_relay() -> N
                 "span_s": 2.0,
                 "cpu": _cpu(950, worker=1.5, broker=0.4),
             },
+            "process_manager_loop": {
+                "outputs": 1000,
+                "distinct_keys": 1000,
+                "all_applied": True,
+                "per_s": 12000.0,
+                "span_s": 0.1,
+            },
         },
     }
     rows = {r["figure"]: r for r in rows_of(results)}
-    drain = rows["PM drain: inputs/s (1 worker, modules off)"]
+    drain = rows["PM drain, HOT_PATH=agent: inputs/s (1 worker, modules off)"]
     assert drain["ratio"] == pytest.approx(0.25)
     assert "1000/1000 inputs applied" in drain["note"]
-    assert rows["PM drain vs raw relay"]["ratio"] == pytest.approx(0.005)
+    assert rows["PM drain, HOT_PATH=agent vs raw relay"]["ratio"] == pytest.approx(0.005)
+    loop = rows["PM drain, HOT_PATH=loop: inputs/s (1 worker, modules off)"]
+    assert loop["ratio"] == pytest.approx(6.0)
     assert rows["minimal Faust table relay"]["ratio"] == pytest.approx(0.02)
     assert "before and after the PM: 1,500, 2,500" in rows["minimal Faust table relay"]["note"]
-    assert rows["PM drain: CPU per input, Faust worker(s)"]["ratio"] == pytest.approx(3.0)
-    assert rows["PM drain: CPU per input, Kafka broker"]["baseline"] is None
+    cpu = "PM drain, HOT_PATH=agent: CPU per input"
+    assert rows[f"{cpu}, Faust worker(s)"]["ratio"] == pytest.approx(3.0)
+    assert rows[f"{cpu}, Kafka broker"]["baseline"] is None
 
 
 def test_a_drain_that_missed_inputs_says_so() -> None:
@@ -149,7 +159,9 @@ def test_a_drain_that_missed_inputs_says_so() -> None:
             "process_manager": {"outputs": 990, "distinct_keys": 990, "per_s": 400.0},
         }
     }
-    (row, *_) = (r for r in rows_of(results) if r["figure"].startswith("PM drain: inputs/s"))
+    (row, *_) = (
+        r for r in rows_of(results) if r["figure"].startswith("PM drain, HOT_PATH=agent: inputs/s")
+    )
     assert "ONLY 990/1000 inputs applied" in row["note"]
 
 
