@@ -632,8 +632,9 @@ def order_id_of(message: Message | Envelope) -> str:
             return order_id_of(message.data)
         except ValueError:
             return message.correlation_id
+    fields = type(message).model_fields  # a missing attribute costs pydantic an exception
     for field in ("order_id", "cart_id"):
-        value = getattr(message, field, None)
+        value = getattr(message, field) if field in fields else None
         if isinstance(value, str):
             return value
     raise ValueError(f"{message.type} carries no order id")

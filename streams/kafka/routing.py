@@ -12,6 +12,7 @@ and headers, before deciding anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 
@@ -28,6 +29,7 @@ def as_headers(raw: RawHeaders) -> Headers:
     return list(raw.items()) if isinstance(raw, dict) else list(raw or [])
 
 
+@lru_cache(maxsize=65536)  # every input of an order asks again (aiokafka's murmur2 is Python)
 def owner_of(key: bytes, partitions: int) -> int:
     """The partition ``key`` hashes to: murmur2, as Kafka's Java clients and Faust hash it."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
