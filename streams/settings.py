@@ -40,10 +40,11 @@ class Settings(BaseSettings):
     # process: the stateful process manager (its table, timeouts, operators). saga: the
     # article's stateless saga instead (process_manager.saga), with no table and no timer.
     coordination: Literal["process", "saga"] = "process"
-    # How inputs reach the process manager. agent: a Faust agent, an event at a time. loop: a
-    # confluent-kafka transactional loop in a thread of the Faust worker, a batch at a time,
-    # with the same table (streams/process/loop.py). The saga has only the agent.
-    hot_path: Literal["agent", "loop"] = "agent"
+    # How inputs reach the process manager. loop: a confluent-kafka transactional loop in a
+    # thread of the Faust worker, a batch at a time (streams/process/loop.py). agent: a Faust
+    # agent, an event at a time. The same table either way. The saga runs on the agent only,
+    # which is then the default.
+    hot_path: Literal["agent", "loop"] = "loop"
     # Stable per worker across restarts (it names transactional producers, so a restarted
     # worker fences its own unfinished transaction at once). Defaults to host and web port.
     worker_id: str | None = None
@@ -85,6 +86,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: str | None) -> str | None:
         return value.upper() if value else None  # SASL_MECHANISM= is no mechanism
+
+    @model_validator(mode="before")
+    @classmethod
+    def _saga_on_the_agent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and str(data.get("coordination", "")).lower() == "saga":
+            return {"hot_path": "agent", **data}
+        return data
 
     @model_validator(mode="after")
     def _hot_path_agrees(self) -> Settings:

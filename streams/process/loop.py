@@ -139,6 +139,7 @@ class ProcessLoop:
         )
         # Aborts whatever this worker left open before a crash, so readers are not held up.
         producer.init_transactions(30)
+        liveness.beat()
         consumer = Consumer(
             self.settings.confluent_config(
                 **{
@@ -250,6 +251,7 @@ class ProcessLoop:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "flush before commit"))
         if failed:
             raise KafkaException(failed[0])
+        liveness.beat()
         producer.commit_transaction(30)
         batch.write_store(last)
         batch.report()

@@ -1,5 +1,6 @@
-"""A worker commits an input's offset, and sends the input's commands, only once what the
-input changed is durable in Kafka.
+"""A worker on the agent (HOT_PATH=agent) commits an input's offset, and sends the input's
+commands, only once what the input changed is durable in Kafka. (The loop commits all three
+in one transaction: tests/integration/test_kill_mid_drain.py.)
 
 Found by chaos:
 - a worker killed a few seconds after it took in a `PackageWasSent` had already committed the
@@ -47,7 +48,7 @@ def test_a_worker_killed_before_its_table_write_reached_kafka_has_committed_and_
 ) -> None:
     # Given a worker whose changelog records reach its producer 12 s late
     system, env = isolated_settings(settings)
-    env |= {"WORKER_RUNS_MODULES": "false"}
+    env |= {"WORKER_RUNS_MODULES": "false", "HOT_PATH": "agent"}
     fault = {"ORDERFLOW_FAULT": "changelog_publish_delay", "ORDERFLOW_FAULT_DELAY_S": "12"}
     worker = faust_worker("streams.process.worker", env | fault, tmp_path / "first", WEB_PORT)
     services.append(worker)

@@ -187,3 +187,22 @@ def test_a_bad_setting_ends_the_program_with_one_line_that_names_it(
     assert message.startswith("settings: TOPIC_PARTITIONS: ")
     assert "(got '0')" in message and "; LOG_FORMAT: " in message
     assert "\n" not in message
+
+
+def test_the_process_manager_runs_on_the_loop_and_the_saga_on_the_agent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().hot_path == "loop"
+    assert Settings(coordination="saga").hot_path == "agent"
+    monkeypatch.setenv("COORDINATION", "saga")
+    assert Settings().hot_path == "agent"
+
+
+def test_the_saga_on_the_loop_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the loop writes the process table, which the saga does not keep
+    with pytest.raises(ValidationError, match="HOT_PATH=loop needs COORDINATION=process"):
+        Settings(coordination="saga", hot_path="loop")
+    monkeypatch.setenv("COORDINATION", "saga")
+    monkeypatch.setenv("HOT_PATH", "loop")
+    with pytest.raises(ValidationError, match="HOT_PATH=loop needs COORDINATION=process"):
+        Settings()
