@@ -2,11 +2,13 @@
 
     faust -A streams.process.worker worker -l info
 
-One agent consumes the four events topics and `processes.commands` (co-partitioned by order
-id), keeps one record per order in the `processes` table (RocksDB), and sends the commands the
-pure state machine decides. Gather, decide, apply: nothing else happens in the agent.
+The hot path consumes the four events topics and `processes.commands` (co-partitioned by
+order id), keeps one record per order in the `processes` table (RocksDB), and sends the
+commands the pure state machine decides. Gather, decide, apply. It is the transactional loop
+of `streams/process/loop.py` (`HOT_PATH=loop`, the default), or one Faust agent
+(`HOT_PATH=agent`): the same decisions (`streams/process/decisions.py`), the same table.
 
-With `COORDINATION=saga` the same agent runs the article's stateless saga instead
+With `COORDINATION=saga` the agent runs the article's stateless saga instead
 (`process_manager.saga`): each event's command from that event alone. No table is declared (so
 none is created, restored or written), no deadline timer runs, and the process views answer
 that this mode keeps no process state.
