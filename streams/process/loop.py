@@ -176,9 +176,12 @@ class ProcessLoop:
         if owned:
             consumer.unassign()
         self.active.clear()
+        # Cleared before the check: Faust sets `rebalancing` before it sends the revoke, so a
+        # revoke is either seen by the check or sets `hold` again before the next batch.
+        self.hold.clear()
         if self.app.rebalancing or not self.app.tables.actives_ready:
+            self.hold.set()
             return frozenset()
-        self.hold.clear()  # first: a revoke from here on is seen before the next batch
         owned = self._owned()
         if owned:
             # from the group's committed offsets; with read_committed the fetch waits for any
