@@ -202,7 +202,8 @@ class Run:
     ) -> dict[str, Any]:
         """Faust's restore of the loop's table: a worker on the same files, then one on empty
         files (a new owner), each with the loop off, dumping the table once Faust says the
-        actives are ready; ``unpatched``: also one on empty files without recovery_patch."""
+        actives are ready; ``unpatched``: also one on empty files without the marker-safe
+        restore (``streams.kafka.recovery.active_remaining``)."""
         expected = {k.decode(): json.loads(v)["count"] for k, v in changelog.items()}
         probes = [("same files", data_dir, "on"), ("empty files", data_dir / "fresh", "on")]
         if unpatched:

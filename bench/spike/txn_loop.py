@@ -43,8 +43,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from rocksdict import WriteBatch
 
 from bench.spike.core import decide
-from bench.spike.recovery_patch import use_marker_safe_restore
 from bench.spike.relay_app import make_app
+from streams.kafka.recovery import use_marker_safe_restore
 
 BATCH = int(os.environ.get("RELAY_BATCH", "2000"))
 # "own": input offsets under <app id>-txloop; "faust": under Faust's own group id (its

@@ -9,7 +9,15 @@ import urllib.request
 from decimal import Decimal
 from typing import Any
 
-from aggregates.messages import AddProduct, CancelProcess, FinalizeCart, OpenCart, PaymentMethod
+from aggregates.messages import (
+    AddProduct,
+    CancelProcess,
+    CartFinalized,
+    FinalizeCart,
+    OpenCart,
+    PaymentMethod,
+    ProductItem,
+)
 from process_manager import TERMINAL_STATES
 from streams.modules.shipment.store import set_stock, stock_levels
 from streams.postgres.db import connect
@@ -100,3 +108,9 @@ def cancel_process(settings: Settings, order_id: str) -> None:
     """An operator's CancelProcess on `processes.commands`."""
     command = CancelProcess(order_id=order_id, reason="customer called", requested_by="ops-1")
     produce(settings, settings.topic("processes.commands"), [wire(command)])
+
+
+def cart_finalized(order_id: str) -> CartFinalized:
+    """A cart of one product at 1.00, finalized: what starts a process."""
+    items = (ProductItem(product_id="p", quantity=1, unit_price=Decimal("1.00")),)
+    return CartFinalized(cart_id=order_id, client_id="c", product_items=items, total_price=1)

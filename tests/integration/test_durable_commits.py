@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from aggregates.messages import CartFinalized, ProductItem
 from streams.settings import Settings
+from tests.integration.flows import cart_finalized
 from tests.integration.harness import (
     Service,
     faust_worker,
@@ -91,11 +90,6 @@ def test_a_worker_killed_before_its_table_write_reached_kafka_has_committed_and_
         time.sleep(1)
     # And its InitOrder sent
     assert read_all(system, system.topic("orders.commands"), 1), "InitOrder was never sent"
-
-
-def cart_finalized(order_id: str) -> CartFinalized:
-    items = (ProductItem(product_id="p", quantity=1, unit_price=Decimal("1.00")),)
-    return CartFinalized(cart_id=order_id, client_id="c", product_items=items, total_price=1)
 
 
 def wait_committed(settings: Settings, within_s: float) -> bool:

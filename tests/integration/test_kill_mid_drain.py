@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from aggregates.messages import CartFinalized, ProductItem
 from streams.kafka import groups
 from streams.settings import Settings
+from tests.integration.flows import cart_finalized
 from tests.integration.harness import (
     Service,
     faust_worker,
@@ -96,11 +95,6 @@ def test_a_worker_killed_mid_drain_leaves_no_cart_unanswered(
     while (lag := committed_lag(system)) > 0:
         assert time.monotonic() < deadline, f"{lag} inputs never committed"
         time.sleep(1)
-
-
-def cart_finalized(order_id: str) -> CartFinalized:
-    items = (ProductItem(product_id="p", quantity=1, unit_price=Decimal("1.00")),)
-    return CartFinalized(cart_id=order_id, client_id="c", product_items=items, total_price=1)
 
 
 class Answers:
