@@ -307,6 +307,14 @@ def test_deterministic_ids_depend_only_on_cause_and_step():
     assert uuid.UUID(first).version == 5
 
 
+@pytest.mark.parametrize(
+    ("cause", "step"),
+    [("m-1", "InitOrder"), ("", ""), ("ä€😀", "0:Ö"), ("x" * 300, "1:PaymentRequested")],
+)
+def test_a_deterministic_id_is_the_uuid5_of_cause_and_step(cause, step):
+    assert deterministic_id(cause, step) == str(uuid.uuid5(m.NAMESPACE, f"{cause}:{step}"))
+
+
 @pytest.mark.parametrize("message", SAMPLES[:-1], ids=lambda message: message.type)
 def test_every_message_is_keyed_by_its_order(message):
     assert order_id_of(message) == ORDER
