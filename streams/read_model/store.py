@@ -8,7 +8,7 @@ skipped).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 from aggregates.messages import Envelope, order_id_of
 from streams.postgres.db import Connection
@@ -17,7 +17,8 @@ from streams.read_model.projection import COLUMNS, PROJECTED_TYPES, OrderView, p
 
 @dataclass(frozen=True)
 class Projected:
-    """One consumed events record; ``envelope`` is ``None`` when it could not be decoded."""
+    """One consumed events record; ``envelope`` is ``None`` when it could not be decoded, or
+    is of a type the view does not show."""
 
     topic: str
     partition: int
@@ -69,27 +70,26 @@ def apply_batch(
             next_offsets[key] = max(next_offsets.get(key, 0), r.offset + 1)
         for key, end in ends.items():
             next_offsets[key] = max(next_offsets.get(key, 0), end)
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                """
-                INSERT INTO read_model_offsets (topic, partition, next_offset)
-                VALUES (%s, %s, %s)
-                ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
-                """,
-                [(t, p, o) for (t, p), o in next_offsets.items()],
-            )
+        conn.execute(
+            """
+            INSERT INTO read_model_offsets (topic, partition, next_offset)
+            SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[])
+            ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
+            """,
+            _columns([(t, p, o) for (t, p), o in next_offsets.items()], 3),
+        )
     return changed
 
 
 def _lock_positions(conn: Connection, tps: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    with conn.cursor() as cursor:
-        cursor.executemany(
-            """
-            INSERT INTO read_model_offsets (topic, partition, next_offset) VALUES (%s, %s, 0)
-            ON CONFLICT DO NOTHING
-            """,
-            tps,
-        )
+    conn.execute(
+        """
+        INSERT INTO read_model_offsets (topic, partition, next_offset)
+        SELECT t, p, 0 FROM unnest(%s::text[], %s::int[]) AS u(t, p)
+        ON CONFLICT DO NOTHING
+        """,
+        _columns(tps, 2),
+    )
     rows = conn.execute(
         """
         SELECT o.topic, o.partition, o.next_offset FROM read_model_offsets o
@@ -139,20 +139,33 @@ def _project_events(conn: Connection, events: Sequence[Envelope]) -> int:
         applied.append((event.message_id, order_id))
         if after != views.get(order_id):
             views[order_id] = changed[order_id] = after
-    with conn.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO read_model_applied (message_id, order_id) VALUES (%s, %s)", applied
-        )
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
-        cursor.executemany(
-            f"""
-            INSERT INTO orders_view ({", ".join(COLUMNS)})
-            VALUES ({", ".join(["%s"] * len(COLUMNS))})
-            ON CONFLICT (order_id) DO UPDATE SET {updates}
-            """,
-            [astuple(view) for view in changed.values()],
-        )
+    conn.execute(
+        "INSERT INTO read_model_applied (message_id, order_id)"
+        " SELECT * FROM unnest(%s::text[], %s::text[])",
+        _columns(applied, 2),
+    )
+    rows = [tuple(getattr(view, c) for c in COLUMNS) for view in changed.values()]
+    conn.execute(_UPSERT_VIEWS, _columns(rows, len(COLUMNS)))
     return len(changed)
+
+
+def _sql_type(column: str) -> str:
+    if column.endswith("_at"):
+        return "timestamptz"
+    return "numeric" if column == "total_price" else "text"
+
+
+# One statement per batch: each column as an array, unnested into rows.
+_UPSERT_VIEWS = f"""
+    INSERT INTO orders_view ({", ".join(COLUMNS)})
+    SELECT * FROM unnest({", ".join(f"%s::{_sql_type(c)}[]" for c in COLUMNS)})
+    ON CONFLICT (order_id) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])}
+"""
+
+
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+    """``rows`` as ``width`` column lists, the parameters of an ``unnest`` insert."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
 
 
 def fetch(conn: Connection, order_ids: Sequence[str]) -> dict[str, OrderView]:
