@@ -66,6 +66,10 @@ def load(raw: bytes | None) -> Process | None:
     return None if raw is None else Process.model_validate_json(raw)
 
 
+def dump(process: Process) -> bytes:
+    return process.model_dump_json().encode()
+
+
 def bound_log(key: bytes, envelope: Envelope) -> Any:
     """The worker's logger with the message's order, correlation, causation, id and type."""
     return log.bind(
@@ -88,7 +92,7 @@ class Decision:
     outcome: Outcome
 
     @property
-    def record(self) -> bytes | None:
+    def changed(self) -> Process | None:
         """The order's new record, or None when the stored one stands.
 
         An ignored message changes the record too: its id is remembered. A duplicate writes
@@ -100,7 +104,13 @@ class Decision:
             return None
         if process is self.current and outcome.kind != "duplicate" and not outcome.commands:
             return None
-        return process.model_dump_json().encode()
+        return process
+
+    @property
+    def record(self) -> bytes | None:
+        """``changed`` as the table stores it."""
+        process = self.changed
+        return None if process is None else dump(process)
 
     def commands(self) -> list[tuple[str, bytes]]:
         """(topic name without prefix, value) of every command, keyed by the order id."""
@@ -149,5 +159,18 @@ def decide(
     except Exception as error:
         reason = f"process record unreadable: {reason_of(error)}"
         return Decision(key, envelope, topic_kind, None, Outcome("failed", None, (), reason))
+    return decide_on(key, current, envelope, topic_kind, timeouts=timeouts, handle=handle)
+
+
+def decide_on(
+    key: bytes,
+    current: Process | None,
+    envelope: Envelope,
+    topic_kind: str,
+    *,
+    timeouts: Timeouts,
+    handle: Any,
+) -> Decision:
+    """``decide`` on a record already read."""
     outcome = step(current, envelope, timeouts=timeouts, decide=handle)
     return Decision(key, envelope, topic_kind, current, outcome)
