@@ -51,8 +51,9 @@ def module_components(
     found: dict[str, Component] = {
         module.name: AggregateProcessor(module, settings) for module in modules(delay)
     }
-    found["shipments"] = ShipmentHandler(settings)
-    found["outbox"] = OutboxRelay(settings)
+    relay = OutboxRelay(settings)
+    found["shipments"] = ShipmentHandler(settings, on_commit=relay.wake)
+    found["outbox"] = relay
     found["read_model"] = OrdersProjector(settings)
     selected = {name: c for name, c in found.items() if not only or name in only}
     if "shipments" in selected or "outbox" in selected:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import psycopg
 from psycopg.rows import TupleRow
 
@@ -29,3 +31,9 @@ class LazyConnection:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+    """``rows`` as ``width`` lists, one per column: the arrays of an ``INSERT ... SELECT * FROM
+    unnest(%s::type[], ...)``, which writes a batch in one statement, not one per row."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width

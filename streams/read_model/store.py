@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregates.messages import Envelope, order_id_of
-from streams.postgres.db import Connection
+from streams.postgres.db import Connection, columns
 from streams.read_model.projection import COLUMNS, PROJECTED_TYPES, OrderView, project
 
 
@@ -76,7 +76,7 @@ def apply_batch(
             SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[])
             ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
             """,
-            _columns([(t, p, o) for (t, p), o in next_offsets.items()], 3),
+            columns([(t, p, o) for (t, p), o in next_offsets.items()], 3),
         )
     return changed
 
@@ -88,7 +88,7 @@ def _lock_positions(conn: Connection, tps: Sequence[tuple[str, int]]) -> dict[tu
         SELECT t, p, 0 FROM unnest(%s::text[], %s::int[]) AS u(t, p)
         ON CONFLICT DO NOTHING
         """,
-        _columns(tps, 2),
+        columns(tps, 2),
     )
     rows = conn.execute(
         """
@@ -142,10 +142,10 @@ def _project_events(conn: Connection, events: Sequence[Envelope]) -> int:
     conn.execute(
         "INSERT INTO read_model_applied (message_id, order_id)"
         " SELECT * FROM unnest(%s::text[], %s::text[])",
-        _columns(applied, 2),
+        columns(applied, 2),
     )
     rows = [tuple(getattr(view, c) for c in COLUMNS) for view in changed.values()]
-    conn.execute(_UPSERT_VIEWS, _columns(rows, len(COLUMNS)))
+    conn.execute(_UPSERT_VIEWS, columns(rows, len(COLUMNS)))
     return len(changed)
 
 
@@ -155,17 +155,11 @@ def _sql_type(column: str) -> str:
     return "numeric" if column == "total_price" else "text"
 
 
-# One statement per batch: each column as an array, unnested into rows.
 _UPSERT_VIEWS = f"""
     INSERT INTO orders_view ({", ".join(COLUMNS)})
     SELECT * FROM unnest({", ".join(f"%s::{_sql_type(c)}[]" for c in COLUMNS)})
     ON CONFLICT (order_id) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])}
 """
-
-
-def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
-    """``rows`` as ``width`` column lists, the parameters of an ``unnest`` insert."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
 
 
 def fetch(conn: Connection, order_ids: Sequence[str]) -> dict[str, OrderView]:

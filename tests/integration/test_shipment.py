@@ -184,12 +184,15 @@ def shipments(migrated: Settings) -> Iterator[Shipments]:
 
 
 @contextmanager
-def running(settings: Settings) -> Iterator[None]:
-    """The handler and the relay, in threads of this process, until the block ends."""
+def running(settings: Settings, idle_interval: float = 0.05) -> Iterator[None]:
+    """The handler and the relay, in threads of this process and wired as the runner wires
+    them, until the block ends."""
     stop = threading.Event()
+    relay = OutboxRelay(settings, idle_interval=idle_interval)
+    handler = ShipmentHandler(settings, poll_timeout=0.2, on_commit=relay.wake)
     threads = [
-        threading.Thread(target=ShipmentHandler(settings, poll_timeout=0.2).run, args=(stop,)),
-        threading.Thread(target=OutboxRelay(settings, idle_interval=0.05).run, args=(stop,)),
+        threading.Thread(target=handler.run, args=(stop,)),
+        threading.Thread(target=relay.run, args=(stop,)),
     ]
     for thread in threads:
         thread.start()
@@ -578,6 +581,33 @@ def order_id_of_event(event: Envelope) -> str:
     order_id = getattr(event.data, "order_id", None)
     assert isinstance(order_id, str)
     return order_id
+
+
+# Outbox relay
+
+
+def test_a_committed_batch_is_published_at_once_not_at_the_relays_next_poll(
+    shipments: Shipments,
+) -> None:
+    # Given the handler and a relay that polls only every 60 s, both idle
+    shipments.set_stock(lamp=5)
+    command = shipments.command("order-1", {"lamp": 1})
+    with running(shipments.settings, idle_interval=60.0):
+        time.sleep(2.0)  # the relay's first, empty poll is over
+
+        # When a SendPackage comes in
+        sent = time.monotonic()
+        produce(
+            shipments.settings,
+            shipments.topic("shipments.commands"),
+            [(command.correlation_id.encode(), encode(command))],
+        )
+
+        # Then its event is published long before the next poll: the handler's commit woke
+        # the relay
+        [event] = shipments.events(expected=1, timeout=30.0)
+        assert time.monotonic() - sent < 30.0
+    assert isinstance(event.data, PackageWasSent)
 
 
 # Outbox relay crash

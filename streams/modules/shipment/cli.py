@@ -97,10 +97,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     components: dict[str, Callable[[threading.Event], None]] = {}
+    relay = OutboxRelay(settings)
     if args.only in (None, "handler"):
-        components["handler"] = ShipmentHandler(settings, batch_size=args.batch_size).run
+        handler = ShipmentHandler(settings, batch_size=args.batch_size, on_commit=relay.wake)
+        components["handler"] = handler.run
     if args.only in (None, "relay"):
-        components["relay"] = OutboxRelay(settings).run
+        components["relay"] = relay.run
 
     def guarded(name: str, target: Callable[[threading.Event], None]) -> None:
         try:

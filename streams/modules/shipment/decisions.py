@@ -1,14 +1,14 @@
-"""The shipment module's decisions: one per command, in the batch's open Postgres transaction.
+"""The shipment module's decisions: one per command, on the batch's ``Ledger``.
 
-Each gathers (inbox, package or cancellation, stock), decides (``reservation``,
-``cancellation``) and applies (packages, stock, the outbox), with its order locked by the
-handler first. The events go through the outbox; each is the answer to its command, with ids
-derived from it (``answer_to``).
+Each reads the ledger (inbox, package or cancellation, stock), decides (``reservation``,
+``cancellation``) and writes the ledger (package, stock, cancellation, the outbox), which the
+handler then applies to the tables in the batch's transaction. The events go through the
+outbox; each is the answer to its command, with ids derived from it (``answer_to``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,10 +27,9 @@ from aggregates.messages import (
 )
 from streams.kafka.codec import answer
 from streams.kafka.consuming import Consumed
-from streams.modules.shipment import store
 from streams.modules.shipment.cancellation import answer_cancel, package_refusal
+from streams.modules.shipment.ledger import Ledger
 from streams.modules.shipment.reservation import OutOfStock, Reserved, reserve
-from streams.postgres.db import Connection
 
 Result = Literal[
     "sent",
@@ -66,7 +65,7 @@ class Outcome:
     reason: str | None = None
 
 
-Decide = Callable[[Connection, Envelope, Consumed], Outcome]
+Decide = Callable[[Ledger, Envelope, Consumed], Outcome]
 
 
 @dataclass(frozen=True)
@@ -78,32 +77,26 @@ class Decisions:
     def by_type(self) -> dict[str, Decide]:
         return {"SendPackage": self.send_package, "CancelShipment": self.cancel_shipment}
 
-    def send_package(self, conn: Connection, command: Envelope, record: Consumed) -> Outcome:
-        """Gather (inbox, package or cancellation, locked stock), decide (reserve), apply
-        (outbox), in ``conn``'s open transaction, with the order locked."""
+    def send_package(self, ledger: Ledger, command: Envelope, record: Consumed) -> Outcome:
+        """Read (inbox, package or cancellation, stock), decide (reserve), write (package,
+        stock, outbox)."""
         assert isinstance(command.data, SendPackage)
         data = command.data
-        if not store.remember(conn, command.message_id):
+        if not ledger.remember(command.message_id):
             return Outcome(record, "duplicate")
-        refusal = package_refusal(store.shipment_of(conn, data.order_id), data.order_id)
+        refusal = package_refusal(ledger.shipment_of(data.order_id), data.order_id)
         if refusal is not None:
-            return self.reject(conn, command, record, refusal)
-        stock = store.lock_stock(conn, (item.product_id for item in data.product_items))
-        match reserve(data.product_items, stock):
+            return self.reject(ledger, command, record, refusal)
+        match reserve(data.product_items, ledger.stock):
             case Reserved(quantities=quantities):
                 package_id = deterministic_id(command.message_id, "package")
-                if not store.add_package(conn, package_id, data.order_id, data.product_items):
-                    # The order lock keeps this from happening; the unique order id is the
-                    # last guard.
-                    reason = f"order {data.order_id} already has a package"
-                    return self.reject(conn, command, record, reason)
-                store.take_stock(conn, quantities)
+                ledger.send(package_id, data.order_id, data.product_items, quantities)
                 sent = PackageWasSent(
                     package_id=package_id,
                     order_id=data.order_id,
                     product_items=data.product_items,
                 )
-                return Outcome(record, "sent", self.emit(conn, command, sent))
+                return Outcome(record, "sent", self.emit(ledger, command, sent))
             case OutOfStock(product_id=product_id, requested=requested, available=available):
                 short = ProductWasOutOfStock(
                     order_id=data.order_id,
@@ -111,35 +104,34 @@ class Decisions:
                     requested=requested,
                     available=available,
                 )
-                return Outcome(record, "out_of_stock", self.emit(conn, command, short))
+                return Outcome(record, "out_of_stock", self.emit(ledger, command, short))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def cancel_shipment(self, conn: Connection, command: Envelope, record: Consumed) -> Outcome:
-        """Gather (inbox, package), decide (shipped or not), apply (cancellation, outbox), in
-        ``conn``'s open transaction, with the order locked."""
+    def cancel_shipment(self, ledger: Ledger, command: Envelope, record: Consumed) -> Outcome:
+        """Read (inbox, package), decide (shipped or not), write (cancellation, outbox)."""
         assert isinstance(command.data, CancelShipment)
         data = command.data
-        if not store.remember(conn, command.message_id):
+        if not ledger.remember(command.message_id):
             return Outcome(record, "duplicate")
-        known = store.shipment_of(conn, data.order_id)
+        known = ledger.shipment_of(data.order_id)
         answer = answer_cancel(known, data)
         match answer:
             case ShipmentCancellationRejected(reason=reason):
-                return Outcome(record, "not_cancelled", self.emit(conn, command, answer), reason)
+                return Outcome(record, "not_cancelled", self.emit(ledger, command, answer), reason)
             case ShipmentCancelled(reason=reason):
                 if known is None:
-                    store.cancel_shipment(conn, data.order_id, reason, command.message_id)
-                return Outcome(record, "cancelled", self.emit(conn, command, answer), reason)
+                    ledger.cancel(data.order_id, reason, command.message_id)
+                return Outcome(record, "cancelled", self.emit(ledger, command, answer), reason)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def reject(self, conn: Connection, command: Envelope, record: Consumed, reason: str) -> Outcome:
+    def reject(self, ledger: Ledger, command: Envelope, record: Consumed, reason: str) -> Outcome:
         rejected = rejection(command, reason)
-        return Outcome(record, "rejected", self.emit(conn, command, rejected), reason)
+        return Outcome(record, "rejected", self.emit(ledger, command, rejected), reason)
 
-    def emit(self, conn: Connection, command: Envelope, event: Message) -> Envelope:
+    def emit(self, ledger: Ledger, command: Envelope, event: Message) -> Envelope:
         """Write ``event`` to the outbox as the answer to ``command``."""
         envelope = answer_to(command, event)
-        store.append_to_outbox(conn, self.events_topic, envelope)
+        ledger.emit(self.events_topic, envelope)
         return envelope
 
 
@@ -160,12 +152,3 @@ def rejection(command: Envelope, reason: str) -> CommandRejected:
         reason=reason,
         order_id=order_id_of(command.data),
     )
-
-
-def products(commands: Iterable[Envelope]) -> set[str]:
-    return {
-        item.product_id
-        for command in commands
-        if isinstance(command.data, SendPackage)
-        for item in command.data.product_items
-    }

@@ -12,9 +12,10 @@ moment during a rebalance).
 
 Batching: the consumer takes up to ``batch_size`` records, and the whole batch runs in one
 Postgres transaction (inbox, stock, packages, outbox), one commit and so one disk flush per
-batch rather than per command. The stock rows of every product in the batch are locked first,
-in sku order, so two workers' batches never deadlock. Each command still decides on its own
-(all of its items or none); a database error undoes the batch, which is then processed again.
+batch rather than per command, and one statement per table (``ledger``). The stock rows of
+every product in the batch are locked first, in sku order, so two workers' batches never
+deadlock. Each command still decides on its own (all of its items or none); a database error
+undoes the batch, which is then processed again.
 Dead letters of the batch are flushed, and then the offsets of the whole batch are committed.
 A crash before that commit redelivers the batch, and the inbox turns every redelivered command
 into a no-op.
@@ -31,7 +32,7 @@ database or Kafka away) retries the batch for ever: it is not the command's faul
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
@@ -54,12 +55,12 @@ from streams.modules.shipment.decisions import (
     Decisions,
     Outcome,
     answer_to,
-    products,
     rejection,
 )
+from streams.modules.shipment.ledger import Ledger
 from streams.observability import liveness, metrics
 from streams.observability.logs import get_logger
-from streams.postgres.db import Connection, LazyConnection
+from streams.postgres.db import LazyConnection
 from streams.settings import Settings
 
 log = get_logger(__name__)
@@ -80,12 +81,14 @@ class ShipmentHandler:
         poll_timeout: float = 0.5,
         retry_backoff: float = 1.0,
         poison_attempts: int = 3,
+        on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
         self.retry_backoff = retry_backoff
         self.poison_attempts = poison_attempts
+        self.on_commit = on_commit  # e.g. the outbox relay's wake
         self.commands_topic = settings.topic(commands_of(MODULE))
         self.events_topic = settings.topic(events_of(MODULE))
         self.dead_letters_topic = settings.topic(DEAD_LETTERS)
@@ -206,12 +209,13 @@ class ShipmentHandler:
         try:
             with conn.transaction():
                 store.lock_orders(conn, [order_id])
-                if store.remember(conn, command.message_id):
-                    if isinstance(command.data, SendPackage) and not store.shipment_of(
-                        conn, order_id
-                    ):
-                        store.cancel_shipment(conn, order_id, reason, command.message_id)
-                    outcome = self.decisions.reject(conn, command, record, reason)
+                ledger = Ledger.gather(conn, [command], stock=False)
+                if ledger.remember(command.message_id):
+                    if isinstance(command.data, SendPackage) and not ledger.shipment_of(order_id):
+                        ledger.cancel(order_id, reason, command.message_id)
+                    outcome = self.decisions.reject(ledger, command, record, reason)
+                ledger.apply(conn)
+            self.on_commit()
         except Exception as error:
             if not poison.is_poison(error):
                 raise
@@ -249,10 +253,13 @@ class ShipmentHandler:
         conn = self._db.get()
         with conn.transaction():
             store.lock_orders(conn, (order_id_of(c.data) for c in envelopes))
-            store.lock_stock(conn, products(envelopes))
+            ledger = Ledger.gather(conn, envelopes)
             outcomes = [
-                self._outcome(conn, record, c) for record, c in zip(records, commands, strict=True)
+                self._outcome(ledger, record, c)
+                for record, c in zip(records, commands, strict=True)
             ]
+            ledger.apply(conn)
+        self.on_commit()
         if any(outcome.result in ("dead_letter", "forwarded") for outcome in outcomes):
             self._flush_produced()
         for outcome, command in zip(outcomes, commands, strict=True):
@@ -266,11 +273,11 @@ class ShipmentHandler:
         return outcomes
 
     def _outcome(
-        self, conn: Connection, record: Consumed, command: Envelope | DecodeError | routing.Forward
+        self, ledger: Ledger, record: Consumed, command: Envelope | DecodeError | routing.Forward
     ) -> Outcome:
         match command:
             case Envelope():
-                return self._decide[command.type](conn, command, record)
+                return self._decide[command.type](ledger, command, record)
             case routing.Forward():
                 # Forwarded unchanged to the partition its key hashes to; its owner decides.
                 self._produce(

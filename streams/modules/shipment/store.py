@@ -1,19 +1,20 @@
 """The shipment module's SQL: inventory, packages, cancellations, inbox and outbox.
 
-Every function runs inside the caller's transaction; none of them commits.
+Every function runs inside the caller's transaction; none of them commits. The handler's
+functions take a whole batch: one statement per table and batch (``unnest`` of one array per
+column), not one per command.
 """
 
 from __future__ import annotations
 
+import json
 import zlib
-from collections.abc import Iterable, Mapping
-
-from psycopg.types.json import Jsonb
+from collections.abc import Iterable, Mapping, Sequence
 
 from aggregates.messages import Envelope, ProductItem
 from streams.kafka.codec import encode, key_of
 from streams.modules.shipment.cancellation import Cancelled, Known, Shipped
-from streams.postgres.db import Connection
+from streams.postgres.db import Connection, columns
 
 
 class UnknownSku(LookupError):
@@ -23,15 +24,20 @@ class UnknownSku(LookupError):
 # Inbox
 
 
-def remember(conn: Connection, message_id: str) -> bool:
-    """Record ``message_id`` as processed; False when it already was (a duplicate).
+def remember(conn: Connection, message_ids: Sequence[str]) -> set[str]:
+    """Record ``message_ids`` as processed; the ones that were not yet (the others are
+    duplicates).
 
-    A concurrent transaction inserting the same id makes this wait until it commits.
+    A concurrent transaction inserting one of the ids makes this wait until it commits.
     """
-    cursor = conn.execute(
-        "INSERT INTO inbox (message_id) VALUES (%s) ON CONFLICT DO NOTHING", (message_id,)
-    )
-    return cursor.rowcount == 1
+    rows = conn.execute(
+        """
+        INSERT INTO inbox (message_id) SELECT * FROM unnest(%s::text[])
+        ON CONFLICT DO NOTHING RETURNING message_id
+        """,
+        (list(message_ids),),
+    ).fetchall()
+    return {str(row[0]) for row in rows}
 
 
 # Orders
@@ -117,56 +123,85 @@ def stock_levels(conn: Connection, skus: Iterable[str] | None = None) -> dict[st
 # Packages and cancellations
 
 
-def add_package(
-    conn: Connection, package_id: str, order_id: str, items: Iterable[ProductItem]
-) -> bool:
-    """Insert the package; False when the order already has one (nothing is written)."""
+class PackageConflict(RuntimeError):
+    """An order got a package from another transaction despite the order lock: the batch is
+    undone and processed again, and then sees that package."""
+
+
+def add_packages(
+    conn: Connection, packages: Sequence[tuple[str, str, Iterable[ProductItem]]]
+) -> None:
+    """Insert the packages (package id, order id, items); none of their orders may have one."""
+    if not packages:
+        return
     cursor = conn.execute(
         """
-        INSERT INTO packages (package_id, order_id, items) VALUES (%s, %s, %s)
+        INSERT INTO packages (package_id, order_id, items)
+        SELECT package_id, order_id, items::jsonb
+        FROM unnest(%s::text[], %s::text[], %s::text[]) AS p (package_id, order_id, items)
         ON CONFLICT DO NOTHING
         """,
-        (package_id, order_id, Jsonb([item.model_dump(mode="json") for item in items])),
+        columns(
+            [
+                (package_id, order_id, json.dumps([i.model_dump(mode="json") for i in items]))
+                for package_id, order_id, items in packages
+            ],
+            3,
+        ),
     )
-    return cursor.rowcount == 1
+    if cursor.rowcount != len(packages):
+        raise PackageConflict(f"{len(packages) - cursor.rowcount} orders already had a package")
 
 
-def shipment_of(conn: Connection, order_id: str) -> Known:
-    """What the module knows of ``order_id``: its package, its cancellation, or nothing."""
-    row = conn.execute(
+def shipments_of(conn: Connection, order_ids: Iterable[str]) -> dict[str, Known]:
+    """What the module knows of each of ``order_ids`` that it knows anything of: its package,
+    else its cancellation."""
+    rows = conn.execute(
         """
-        SELECT p.package_id, c.reason
-        FROM (SELECT %s::text AS order_id) AS o
+        SELECT o.order_id, p.package_id, c.reason
+        FROM unnest(%s::text[]) AS o (order_id)
         LEFT JOIN packages AS p USING (order_id)
         LEFT JOIN shipment_cancellations AS c USING (order_id)
+        WHERE p.package_id IS NOT NULL OR c.reason IS NOT NULL
         """,
-        (order_id,),
-    ).fetchone()
-    assert row is not None
-    package_id, reason = row
-    if package_id is not None:
-        return Shipped(str(package_id))
-    return None if reason is None else Cancelled(str(reason))
+        (sorted(set(order_ids)),),
+    ).fetchall()
+    return {
+        str(order_id): Shipped(str(package_id)) if package_id is not None else Cancelled(reason)
+        for order_id, package_id, reason in rows
+    }
 
 
-def cancel_shipment(conn: Connection, order_id: str, reason: str, message_id: str) -> None:
-    """Record that ``order_id`` will never be shipped; recording it again changes nothing."""
-    conn.execute(
-        """
-        INSERT INTO shipment_cancellations (order_id, reason, message_id) VALUES (%s, %s, %s)
-        ON CONFLICT DO NOTHING
-        """,
-        (order_id, reason, message_id),
-    )
+def cancel_shipments(conn: Connection, cancellations: Sequence[tuple[str, str, str]]) -> None:
+    """Record that each order (order id, reason, message id) will never be shipped; recording
+    one again changes nothing."""
+    if cancellations:
+        conn.execute(
+            """
+            INSERT INTO shipment_cancellations (order_id, reason, message_id)
+            SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])
+            ON CONFLICT DO NOTHING
+            """,
+            columns(cancellations, 3),
+        )
 
 
 # Outbox
 
 
-def append_to_outbox(conn: Connection, topic: str, envelope: Envelope) -> None:
+def append_to_outbox(conn: Connection, topic: str, envelopes: Sequence[Envelope]) -> None:
+    """The envelopes, in their order (the relay publishes by id)."""
+    if not envelopes:
+        return
     conn.execute(
-        "INSERT INTO outbox (message_id, topic, key, value) VALUES (%s, %s, %s, %s)",
-        (envelope.message_id, topic, key_of(envelope), encode(envelope)),
+        """
+        INSERT INTO outbox (message_id, topic, key, value)
+        SELECT message_id, %s, key, value
+        FROM unnest(%s::text[], %s::bytea[], %s::bytea[]) WITH ORDINALITY
+            AS e (message_id, key, value, position)
+        ORDER BY position
+        """,
+        (topic, *columns([(e.message_id, key_of(e), encode(e)) for e in envelopes], 3)),
     )
 
 
