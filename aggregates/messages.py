@@ -32,6 +32,7 @@ Extensions to the contract (the contract allows adding types and fields):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -69,12 +70,12 @@ def _money_text(value: Decimal) -> str:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 def _iso_text(value: datetime) -> str:
     spec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
-    return value.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
+    return _to_utc(value).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 Money = Annotated[
@@ -641,9 +642,15 @@ def order_id_of(message: Message | Envelope) -> str:
             return order_id_of(message.data)
         except ValueError:
             return message.correlation_id
-    fields = type(message).model_fields  # a missing attribute costs pydantic an exception
-    for field in ("order_id", "cart_id"):
-        value = getattr(message, field) if field in fields else None
+    for field in _order_fields(type(message)):
+        value = getattr(message, field)
         if isinstance(value, str):
             return value
     raise ValueError(f"{message.type} carries no order id")
+
+
+@functools.cache
+def _order_fields(cls: type[Message]) -> tuple[str, ...]:
+    """Which of ``order_id`` and ``cart_id`` the class declares (a missing attribute costs
+    pydantic an exception, and ``model_fields`` a deprecation check, on every call)."""
+    return tuple(f for f in ("order_id", "cart_id") if f in cls.model_fields)

@@ -162,10 +162,11 @@ def _check_envelope(key: bytes | None, obj: Any, accepted: frozenset[str]) -> No
         raise DecodeError(f"unknown schema version: {version} of {message_type}")
     if message_type not in accepted:
         raise DecodeError(f"{message_type} does not belong on this topic")
-    order_id = next(
-        (data[f] for f in ("order_id", "cart_id") if isinstance(data.get(f), str)),
-        obj.get("correlation_id"),
-    )
+    order_id = obj.get("correlation_id")
+    for field in ("order_id", "cart_id"):
+        if isinstance(data.get(field), str):
+            order_id = data[field]
+            break
     _check_key(key, str(order_id))
 
 
