@@ -21,7 +21,7 @@ commands of the current state are re-sent exactly when the broker says they may 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from aggregates.messages import (
     CancellationReason,
@@ -113,7 +113,7 @@ def handle(
         )
     moved = evolve(process, envelope, timeouts=timeouts, table=table)
     commands = react(process, envelope, moved, table=table)
-    after = record(moved.model_copy(update={"owed": commands}), envelope, state, commands)
+    after = record(moved, envelope, state, commands, owed=commands)
     return Outcome("applied", after, commands, f"{trigger}: {state} -> {moved.state}")
 
 
@@ -139,13 +139,16 @@ def evolve(
         if process is not None and trigger not in NOTED:
             return process
         return note(process, envelope)  # a noted fact (without a process: ValueError)
-    moved = note(process, envelope).model_copy(
-        update={
-            "state": transition.next,
-            "deadline": deadline_for(transition.next, envelope.occurred_at, timeouts),
-            "cancellation_reason": _reason(state, transition.next, trigger, process),
-        }
-    )
+    move = {
+        "state": transition.next,
+        "deadline": deadline_for(transition.next, envelope.occurred_at, timeouts),
+        "cancellation_reason": _reason(state, transition.next, trigger, process),
+    }
+    # one copy for the facts and the move (a copy is most of a decision's time)
+    if process is None:
+        moved = note(process, envelope).model_copy(update=move)
+    else:
+        moved = process.model_copy(update={**_facts(process, envelope), **move})
     if transition.next == State.Escalated:
         moved = moved.model_copy(update={"escalation": _escalation(moved, state, envelope)})
     return moved
@@ -219,14 +222,20 @@ def note(process: Process | None, envelope: Envelope) -> Process:
             currency=message.currency,
             payment_method=message.payment_method,
         )
-    match message:
+    facts = _facts(process, envelope)
+    return process.model_copy(update=facts) if facts else process
+
+
+def _facts(process: Process, envelope: Envelope) -> dict[str, Any]:
+    """The fields ``note`` changes."""
+    match envelope.data:
         case OrderInitialized():
-            return process.model_copy(update={"payment_id": payment_id_of(envelope)})
+            return {"payment_id": payment_id_of(envelope)}
         case PaymentFinalized(finalized_at=finalized_at):
-            return process.model_copy(update={"payment_finalized_at": finalized_at})
+            return {"payment_finalized_at": finalized_at}
         case PaymentSettled():
-            return process.model_copy(update={"payment_settled": True})
-    return process
+            return {"payment_settled": True}
+    return {}
 
 
 def _remember(process: Process | None, cause: Envelope) -> Process | None:
@@ -246,8 +255,13 @@ def _remember(process: Process | None, cause: Envelope) -> Process | None:
 
 
 def record(
-    process: Process, cause: Envelope, from_state: State | None, commands: tuple[Envelope, ...]
+    process: Process,
+    cause: Envelope,
+    from_state: State | None,
+    commands: tuple[Envelope, ...],
+    **changes: Any,
 ) -> Process:
+    """``process`` (with ``changes``) having applied ``cause``: its id and history entry."""
     entry = HistoryEntry(
         message_id=cause.message_id,
         message_type=cause.type,
@@ -258,6 +272,7 @@ def record(
     )
     return process.model_copy(
         update={
+            **changes,
             "applied": (*process.applied, cause.message_id)[-MAX_APPLIED_IDS:],
             "history": (*process.history, entry)[-MAX_HISTORY:],
         }
