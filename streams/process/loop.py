@@ -307,7 +307,7 @@ class Batch:
         self.dbs = {p: store._db_for_partition(p) for p in owned}
         self.processes: dict[bytes, Process | None] = {}  # each touched order's record, now
         self.changed: dict[bytes, int] = {}  # the orders whose record changed, by partition
-        self.records: dict[bytes, bytes] = {}  # the changed records as stored
+        self.dumped: dict[bytes, bytes] = {}  # the changed records as stored
         self.outputs: list[Output] = []
         self.decisions: list[Decision] = []
         self.ignored: Counter[str] = Counter()
@@ -365,11 +365,11 @@ class Batch:
 
     def serialized(self, key: bytes) -> bytes:
         """A changed order's record as the changelog and RocksDB store it (once per batch)."""
-        if key not in self.records:
+        if key not in self.dumped:
             process = self.processes[key]
             assert process is not None, "a changed record is never None"
-            self.records[key] = dump(process)
-        return self.records[key]
+            self.dumped[key] = dump(process)
+        return self.dumped[key]
 
     def write_store(self, last: dict[int, int]) -> None:
         """The committed records into RocksDB, with the offset of each partition's commit

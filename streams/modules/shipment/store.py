@@ -167,7 +167,9 @@ def shipments_of(conn: Connection, order_ids: Iterable[str]) -> dict[str, Known]
         (sorted(set(order_ids)),),
     ).fetchall()
     return {
-        str(order_id): Shipped(str(package_id)) if package_id is not None else Cancelled(reason)
+        str(order_id): Shipped(str(package_id))
+        if package_id is not None
+        else Cancelled(str(reason))
         for order_id, package_id, reason in rows
     }
 
