@@ -301,6 +301,18 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(
                 row(f"e2e {w}w: latency p99", p["latency_p99_ms"], "ms", hop, "raw hop p50")
             )
+            for h in p.get("hops") or []:
+                rows.append(
+                    row(
+                        f"e2e {w}w: hop {h['hop']} p50",
+                        h["p50_ms"],
+                        "ms",
+                        hop,
+                        "raw hop p50",
+                        f"p99 {h['p99_ms']:.0f} ms, mean {h['mean_ms']:.0f}, {h['n']} orders "
+                        "(record timestamps; the slowest hops by mean)",
+                    )
+                )
         if e.get("cpu_per_order"):
             rows += cpu_rows(f"e2e {w}w", e["cpu_per_order"])
         if e.get("rss_after_mib") and e.get("rss_idle_mib"):

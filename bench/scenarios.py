@@ -27,6 +27,7 @@ from bench.common import (
     wait_quiet,
 )
 from bench.cpu import ComponentCpu, for_system
+from bench.hops import hops
 from streams.kafka.topics import PROCESS_INPUTS
 from streams.settings import Settings
 from streams.tools.demo import MIX, Kind, seed_stock
@@ -144,9 +145,10 @@ def e2e(
             # Latency at ~70% of the measured rate
             paced_rate = 0.7 * rate
             count = int(min(orders, max(200, paced_rate * paced_seconds)))
+            paced_orders = _orders(sc.settings.app_id, orders, count, PAID)
             paced = Drive(
                 sc.settings,
-                _orders(sc.settings.app_id, orders, count, PAID),
+                paced_orders,
                 window=10**9,
                 rate=paced_rate,
                 timeout=count / max(paced_rate, 1) + 300,
@@ -166,6 +168,8 @@ def e2e(
             log(f"e2e {workers}w paced: {result['paced']}")
             reader.close()
             wait_quiet(sc.settings, settle=2.0, limit=30.0)
+            result["paced"]["hops"] = hops(sc.settings, {key.encode() for key, *_ in paced_orders})
+            log(f"e2e {workers}w paced, slowest hops: {result['paced']['hops']}")
             result["topic_prefix"] = sc.settings.topic_prefix
             result["app_id"] = sc.settings.app_id
             sc.stop_workers()

@@ -203,3 +203,41 @@ def test_the_pid_files_are_where_the_deploy_scripts_keep_them(
     assert cpu.kafka_pidfile(tmp_path) == tmp_path / ".data/kafka/kafka.pid"
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "d"))
     assert cpu.postgres_pidfile(tmp_path) == tmp_path / "d/postgres/cluster/postmaster.pid"
+
+
+def test_the_slowest_hops_of_the_paced_run_get_a_row_each_against_the_raw_hop() -> None:
+    paced = {
+        "target_orders_per_s": 70.0,
+        "achieved_orders_per_s": 69.0,
+        "orders": 100,
+        "completed": 100,
+        "latency_p50_ms": 900.0,
+        "latency_p95_ms": 1500.0,
+        "latency_p99_ms": 2000.0,
+        "latency_max_ms": 2100.0,
+        "hops": [
+            {
+                "hop": "SendPackage -> PackageWasSent",
+                "n": 100,
+                "p50_ms": 150.0,
+                "p99_ms": 420.0,
+                "mean_ms": 170.0,
+            },
+        ],
+    }
+    e2e = {
+        "workers": 1,
+        "orders": 100,
+        "completed": 100,
+        "window": 10,
+        "kafka_records_per_order": 30.0,
+        "steady_orders_per_s": 100.0,
+        "kafka_records_per_s": 3000.0,
+        "paced": paced,
+    }
+    results = {"baseline": {"hop_latency": {"p50_ms": 7.5, "p95_ms": 9.0, "p99_ms": 11.0}}}
+    rows = {r["figure"]: r for r in rows_of({**results, "e2e1w": e2e})}
+    hop = rows["e2e 1w: hop SendPackage -> PackageWasSent p50"]
+    assert (hop["value"], hop["baseline"]) == (150.0, 7.5)
+    assert hop["ratio"] == pytest.approx(20.0)
+    assert "p99 420 ms" in hop["note"]
