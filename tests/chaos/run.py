@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.kafka import groups
@@ -134,16 +134,32 @@ def feed(
         fed.error = error
 
 
-def changelog_reader(settings: Settings) -> Consumer:
-    """The process table's changelog from its ends as they are now (the demo's reader, quiet)."""
+READER_SILENT_S: Final = 20.0
+"""A reader that got nothing for this long while orders are still open is made anew."""
+
+
+def changelog_reader(settings: Settings, positions: dict[int, int]) -> Consumer:
+    """The process table's changelog from ``positions`` (partition -> next offset), and every
+    other partition from its end as it is now (the demo's reader, quiet).
+
+    The driver makes a new reader when one stays silent: in a CI run (seed 944790) the reader
+    received nothing after the broker's restart while the workers completed every order (the
+    changelog held a terminal record for all 920, and verify matched them); librdkafka
+    consumers can stay stuck after a leader epoch change (confluentinc/librdkafka#4492).
+    """
     topic = settings.process_changelog_topic()
     config = {"group.id": f"chaos-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False, **QUIET}
     consumer = Consumer(settings.confluent_config(**config))
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    ends = [
-        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
-    ]
-    consumer.assign([TopicPartition(topic, p, e) for p, e in zip(partitions, ends, strict=True)])
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        for p in partitions:
+            if p not in positions:
+                end = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                positions[p] = end
+        consumer.assign([TopicPartition(topic, p, positions[p]) for p in partitions])
+    except KafkaException:
+        consumer.close()
+        raise
     return consumer
 
 
@@ -249,7 +265,9 @@ def run(profile: Profile, seed: int, data_dir: Path, web_port: int = 16300) -> i
         for member in members:
             member.spawn()
         await_ready(members, READY_TIMEOUT_S)
-        reader = changelog_reader(settings)
+        positions: dict[int, int] = {}
+        reader = changelog_reader(settings, positions)
+        heard = time.monotonic()
         journal = Journal()  # the feed starts now: every time in the report counts from here
         config = settings.confluent_config()
         fault = (
@@ -271,11 +289,24 @@ def run(profile: Profile, seed: int, data_dir: Path, web_port: int = 16300) -> i
             for message in reader.consume(1000, timeout=0.5):
                 key = message.key()
                 if message.error() is None and key is not None:
+                    heard = time.monotonic()
+                    positions[message.partition() or 0] = (message.offset() or 0) + 1
                     ended_before = tracker.done()
                     tracker.observe(key, message.value(), message.timestamp()[1])
                     if tracker.done() > ended_before:
                         completions.append(journal.now())
             ended = tracker.done() == len(orders)
+            answering = conductor.broker in ("up", "back", "restored")
+            if not ended and answering and time.monotonic() - heard >= READER_SILENT_S:
+                heard = time.monotonic()
+                try:
+                    fresh = changelog_reader(settings, positions)
+                except KafkaException as error:  # the broker is away: try again later
+                    journal.say(f"reader: silent, and no new one yet ({error})")
+                else:
+                    journal.say(f"reader: nothing for {READER_SILENT_S:.0f} s; a new reader")
+                    reader.close()
+                    reader = fresh
             if ended and conductor.done() and not feeder.is_alive():
                 finished = True
                 break
