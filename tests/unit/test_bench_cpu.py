@@ -165,8 +165,9 @@ def test_a_drain_that_missed_inputs_says_so() -> None:
     assert "ONLY 990/1000 inputs applied" in row["note"]
 
 
-def test_each_component_gets_a_cpu_per_order_row_beside_all_of_ours() -> None:
-    e2e = {
+def _e2e(**figures: object) -> dict[str, object]:
+    """An e2e scenario's results: 100 orders through 1 worker, with ``figures`` besides."""
+    return {
         "workers": 1,
         "orders": 100,
         "completed": 100,
@@ -174,10 +175,14 @@ def test_each_component_gets_a_cpu_per_order_row_beside_all_of_ours() -> None:
         "kafka_records_per_order": 30.0,
         "steady_orders_per_s": 50.0,
         "kafka_records_per_s": 1500.0,
-        "cpu_per_order": _cpu(
-            100, broker=4.0, postgres=1.0, worker=6.0, module_runner=3.0, driver=1.0
-        ),
+        **figures,
     }
+
+
+def test_each_component_gets_a_cpu_per_order_row_beside_all_of_ours() -> None:
+    e2e = _e2e(
+        cpu_per_order=_cpu(100, broker=4.0, postgres=1.0, worker=6.0, module_runner=3.0, driver=1.0)
+    )
     rows = {r["figure"]: r for r in rows_of({"e2e1w": e2e})}
     assert rows["e2e 1w: CPU per order, Kafka broker"]["value"] == 4.0
     assert rows["e2e 1w: CPU per order, Kafka broker"]["ratio"] == pytest.approx(4 / 15)
@@ -225,16 +230,7 @@ def test_the_slowest_hops_of_the_paced_run_get_a_row_each_against_the_raw_hop() 
             },
         ],
     }
-    e2e = {
-        "workers": 1,
-        "orders": 100,
-        "completed": 100,
-        "window": 10,
-        "kafka_records_per_order": 30.0,
-        "steady_orders_per_s": 100.0,
-        "kafka_records_per_s": 3000.0,
-        "paced": paced,
-    }
+    e2e = _e2e(paced=paced)
     results = {"baseline": {"hop_latency": {"p50_ms": 7.5, "p95_ms": 9.0, "p99_ms": 11.0}}}
     rows = {r["figure"]: r for r in rows_of({**results, "e2e1w": e2e})}
     hop = rows["e2e 1w: hop SendPackage -> PackageWasSent p50"]
