@@ -14,9 +14,10 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import TopicPartition
 
 from bench.common import percentile, scenario_topics
+from streams.kafka.consuming import read_to_end, reader
 from streams.settings import Settings
 
 
@@ -50,28 +51,13 @@ def hops(settings: Settings, keys: set[bytes], slowest: int = 6) -> list[dict[st
 def _records(
     settings: Settings, topics: list[str], keys: set[bytes]
 ) -> dict[bytes, list[tuple[int, str]]]:
-    consumer = Consumer(
-        settings.confluent_config(
-            **{
-                "group.id": f"{settings.app_id}-bench-hops",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-            }
-        )
-    )
+    consumer = reader(settings)
     try:
         metadata = consumer.list_topics(timeout=10).topics
-        assignment = [TopicPartition(t, p, 0) for t in topics for p in metadata[t].partitions]
-        consumer.assign(assignment)
-        left = len(assignment)
+        partitions = [TopicPartition(t, p, 0) for t in topics for p in metadata[t].partitions]
         found: dict[bytes, list[tuple[int, str]]] = defaultdict(list)
-        while left:
-            for record in consumer.consume(1000, 1.0):
-                error = record.error()
-                if error is not None:
-                    left -= error.code() == KafkaError._PARTITION_EOF
-                    continue
+        for records in read_to_end(consumer, partitions, {}):
+            for record in records:
                 key, value = record.key(), record.value()
                 if key in keys and value is not None:
                     found[key].append((record.timestamp()[1], json.loads(value)["type"]))
