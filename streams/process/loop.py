@@ -181,6 +181,7 @@ class ProcessLoop:
                     "enable.auto.commit": False,
                     "isolation.level": "read_committed",
                     "auto.offset.reset": "earliest",
+                    "fetch.wait.max.ms": self.settings.fetch_wait_max_ms,
                 }
             )
         )

@@ -86,6 +86,25 @@ def test_every_confluent_producer_waits_for_all_in_sync_replicas() -> None:
     assert Settings().producer_config(**{"transactional.id": "t"})["acks"] == "all"
 
 
+def test_a_transactional_producer_retries_a_busy_coordinator_after_5_ms_not_100() -> None:
+    given = Settings()
+    transactional = given.producer_config(**{"transactional.id": "t"})
+    plain = given.producer_config()
+    assert transactional["retry.backoff.ms"] == 5
+    assert "retry.backoff.ms" not in plain
+    assert (
+        given.producer_config(**{"transactional.id": "t", "retry.backoff.ms": 50})[
+            "retry.backoff.ms"
+        ]
+        == 50
+    )
+
+
+def test_a_member_fetch_waits_20_ms_at_most_unless_configured_otherwise() -> None:
+    assert Settings().member_config("g")["fetch.wait.max.ms"] == 20
+    assert Settings(fetch_wait_max_ms=100).member_config("g")["fetch.wait.max.ms"] == 100
+
+
 def test_three_brokers_or_more_keep_three_copies_two_in_sync_and_no_unclean_leader() -> None:
     for brokers in (3, 5):
         durable = durability(brokers)
