@@ -36,10 +36,10 @@ class Settings(BaseSettings):
     # None: 3 on a cluster of three brokers or more, else 1 (streams.kafka.topics.durability).
     topic_replication_factor: int | None = Field(default=None, ge=1)
     # The longest a confluent-kafka consumer's fetch waits at the broker for records. One
-    # worker's paced e2e at 100 orders/s: p50 516 ms at librdkafka's 500 ms, 336 ms at 20 ms
-    # (at 20 orders/s: 144 and 81 ms). The price: an empty fetch per broker every 20 ms while a
-    # consumer idles.
-    fetch_wait_max_ms: int = Field(default=20, ge=1)
+    # worker paced at 100 orders/s, p50: 516 ms at librdkafka's 500, 327 at 100, 336-415 at 20.
+    # Two idle workers with their module runners and the broker used 10-11 % of a core at 500,
+    # 14 % at 100 and 23 % at 20.
+    fetch_wait_max_ms: int = Field(default=100, ge=1)
 
     app_id: str = "orderflow"
     # process: the stateful process manager (its table, timeouts, operators). saga: the

@@ -100,9 +100,9 @@ def test_a_transactional_producer_retries_a_busy_coordinator_after_5_ms_not_100(
     )
 
 
-def test_a_member_fetch_waits_20_ms_at_most_unless_configured_otherwise() -> None:
-    assert Settings().member_config("g")["fetch.wait.max.ms"] == 20
-    assert Settings(fetch_wait_max_ms=100).member_config("g")["fetch.wait.max.ms"] == 100
+def test_a_member_fetch_waits_100_ms_at_most_unless_configured_otherwise() -> None:
+    assert Settings().member_config("g")["fetch.wait.max.ms"] == 100
+    assert Settings(fetch_wait_max_ms=20).member_config("g")["fetch.wait.max.ms"] == 20
 
 
 def test_three_brokers_or_more_keep_three_copies_two_in_sync_and_no_unclean_leader() -> None:
