@@ -212,21 +212,30 @@ class Settings(BaseSettings):
         config.update(extra)
         return config
 
-    def member_config(self, group: str, **extra: Any) -> dict[str, Any]:
-        """A consumer of ``group`` that commits by itself, reads committed records only, and
-        is a static member: a restarted worker takes its partitions back at once, and a killed
-        one's move to the others after 10 s, not librdkafka's default 45 s."""
+    def consumer_config(self, group: str, **extra: Any) -> dict[str, Any]:
+        """A consumer of ``group`` that commits by itself and reads committed records only."""
         return self.confluent_config(
             **{
                 "group.id": group,
-                "group.instance.id": f"{group}-{self.stable_worker_id()}",
-                "session.timeout.ms": 10000,
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": self.fetch_wait_max_ms,
                 **extra,
             }
+        )
+
+    def member_config(self, group: str, **extra: Any) -> dict[str, Any]:
+        """A ``consumer_config`` that subscribes as a static member: a restarted worker takes
+        its partitions back at once, and a killed one's move to the others after 10 s, not
+        librdkafka's default 45 s."""
+        return self.consumer_config(
+            group,
+            **{
+                "group.instance.id": f"{group}-{self.stable_worker_id()}",
+                "session.timeout.ms": 10000,
+                **extra,
+            },
         )
 
     def producer_config(self, **extra: Any) -> dict[str, Any]:

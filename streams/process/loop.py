@@ -174,17 +174,8 @@ class ProcessLoop:
         # Aborts whatever this worker left open before a crash, so readers are not held up.
         producer.init_transactions(30)
         liveness.beat()
-        consumer = Consumer(
-            self.settings.confluent_config(
-                **{
-                    "group.id": self.group,
-                    "enable.auto.commit": False,
-                    "isolation.level": "read_committed",
-                    "auto.offset.reset": "earliest",
-                    "fetch.wait.max.ms": self.settings.fetch_wait_max_ms,
-                }
-            )
-        )
+        # assigns Faust's partitions, so not a member of a subscription
+        consumer = Consumer(self.settings.consumer_config(self.group))
         first = next(iter(self.inputs))
         metadata = consumer.list_topics(first, timeout=30).topics[first]
         partitions = len(metadata.partitions) or self.settings.topic_partitions

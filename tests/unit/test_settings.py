@@ -95,7 +95,8 @@ def test_a_transactional_producer_retries_a_busy_coordinator_after_5_ms_not_100(
     assert "retry.backoff.ms" not in given.producer_config()
 
 
-def test_a_member_fetch_waits_100_ms_at_most_unless_configured_otherwise() -> None:
+def test_a_consumer_fetch_waits_100_ms_at_most_unless_configured_otherwise() -> None:
+    assert Settings().consumer_config("g")["fetch.wait.max.ms"] == 100
     assert Settings().member_config("g")["fetch.wait.max.ms"] == 100
     assert Settings(fetch_wait_max_ms=20).member_config("g")["fetch.wait.max.ms"] == 20
 
