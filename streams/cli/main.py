@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from streams import collector
+
 COMMANDS: dict[str, str] = {
     "worker": "streams.cli.tools:worker",
     "cancel": "streams.cli.operator:cancel",
@@ -58,4 +60,5 @@ def cli() -> None:
 
 
 def main(args: Any = None) -> None:
+    collector.tune()  # replay and verify keep every record of a partition until they fold it
     cli.main(args=args, prog_name="orderflow")

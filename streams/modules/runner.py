@@ -18,6 +18,7 @@ from typing import Protocol
 
 import prometheus_client
 
+from streams import collector
 from streams.kafka.admin import KafkaAccessError, check_access
 from streams.modules.definitions import modules
 from streams.modules.processor import AggregateProcessor
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
+    collector.tune()
     try:
         check_access(settings, say=log.warning)
     except KafkaAccessError as error:

@@ -24,7 +24,7 @@ import mode
 
 from aggregates.messages import Envelope, ProcessTimedOut, deterministic_id
 from process_manager import REACTS_TO, is_quarantined, reason_of, saga
-from streams import faults
+from streams import collector, faults
 from streams.kafka import dead_letters, routing
 from streams.kafka.admin import KafkaAccessError, check_access
 from streams.kafka.app import create_app, send_after_changelog
@@ -49,6 +49,7 @@ from streams.settings import PROCESS_TABLE, get_settings
 
 settings = get_settings()
 configure_logging(settings.log_format, settings.log_level)
+collector.tune()
 log = get_logger("streams.process.worker")
 
 # Refused credentials end the worker here with one line, not in endless client retries; the
