@@ -77,6 +77,33 @@ def use_read_committed() -> None:
         )
 
 
+_faust_getmany = faust_aiokafka.AIOKafkaConsumerThread.getmany
+
+
+async def getmany(thread: Any, active_partitions: Any, timeout: float) -> Any:
+    """Faust's fetch of the records of ``active_partitions``, given a copy of that set.
+
+    Faust passes its consumer's own set of active partitions, which it changes in place as it
+    pauses and resumes partitions, and aiokafka reads it only once records arrive, returning
+    the records of every partition when it is empty. A fetch that waited across the end of an
+    active restore (which pauses every restored partition) thus returned, and consumed, the
+    records of the standby partitions just sought to their beginning; Faust dropped them,
+    since they were not active, and the standby went on from the next fetch. Measured with
+    ``tests/integration/test_standby_promotion.py`` beside two or three busy-looping processes:
+    6 of 15 runs failed before (the promoted worker's store held 6-9 of ~60 processes per
+    former standby partition, the first record it took in followed that partition's highwater
+    at the standby start, and it restored nothing once promoted), 0 of 8 after.
+    faust-streaming #212 reports the same symptom for global tables.
+    """
+    snapshot = None if active_partitions is None else set(active_partitions)
+    return await _faust_getmany(thread, snapshot, timeout)
+
+
+def use_snapshot_fetches() -> None:
+    """Make each Faust fetch ask for the partitions active when it began (``getmany``)."""
+    faust_aiokafka.AIOKafkaConsumerThread.getmany = getmany  # type: ignore[method-assign,assignment]
+
+
 _faust_add_gap = faust_consumer.Consumer._add_gap
 
 
@@ -323,6 +350,7 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
     }
     options.update(overrides)
     use_read_committed()
+    use_snapshot_fetches()
     use_gap_safe_commits()
     use_full_flush()
     use_tracked_changelog_writes()

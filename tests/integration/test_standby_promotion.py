@@ -4,7 +4,9 @@ Found by the cluster chaos run (seed 101): Faust's end of recovery cleared the c
 a standby had fetched but not yet taken in, the standby took the next record as the next one,
 and, once promoted, its store lacked every process in between (streams/kafka/recovery.py).
 Here the standby takes in each changelog record 20 ms late, so the records fetched when its
-partitions resume are still queued when that recovery ends, as on a busy machine.
+partitions resume are still queued when that recovery ends, as on a busy machine. On a
+busy machine it also failed when a fetch begun before the end of the active restore consumed
+the standby's first records and Faust dropped them (streams/kafka/app.py, ``getmany``).
 """
 
 from __future__ import annotations
