@@ -16,7 +16,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterable
 
 from streams.observability.logs import get_logger
 
@@ -42,10 +43,25 @@ def stalled(now: float, stall_after_s: float) -> dict[str, float]:
     return {name: now - at for name, at in list(_beats.items()) if now - at > stall_after_s}
 
 
+def stacks(names: Iterable[str]) -> dict[str, list[str]]:
+    """Where each of the named threads is now, innermost call last ("file:line in function")."""
+    frames = sys._current_frames()
+    wanted = set(names)
+    return {
+        thread.name: [
+            f"{frame.filename}:{frame.lineno} in {frame.name}"
+            for frame in traceback.extract_stack(frames[thread.ident])
+        ]
+        for thread in threading.enumerate()
+        if thread.name in wanted and thread.ident in frames
+    }
+
+
 def _exit_stalled(silent: dict[str, float]) -> None:
     log.critical(
         "module loop stalled; exiting so the supervisor restarts this worker",
         silent_s={name: round(s, 1) for name, s in silent.items()},
+        stuck_in={name: stack[-6:] for name, stack in stacks(silent).items()},
         exit_code=EXIT_STALLED,
     )
     sys.stderr.flush()

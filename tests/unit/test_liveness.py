@@ -63,3 +63,26 @@ def test_the_watch_thread_calls_on_stall_for_a_silent_loop_and_stops_when_told()
     assert reports and "stuck-loop" in reports[0]
     assert not watcher.is_alive()
     _in_thread("stuck-loop", liveness.retire)
+
+
+def test_the_stack_of_a_stuck_loop_shows_the_call_it_waits_in() -> None:
+    # Given a loop thread waiting in a call that does not return
+    release = threading.Event()
+
+    def wait_for_the_broker() -> None:
+        release.wait()
+
+    thread = threading.Thread(target=wait_for_the_broker, name="stuck-in-a-call")
+    thread.start()
+    try:
+        # When the watchdog takes the stacks of that thread and of one that does not exist
+        found = liveness.stacks(["stuck-in-a-call", "no-such-loop"])
+    finally:
+        release.set()
+        thread.join()
+
+    # Then the stuck thread's stack ends in the waiting call, below the loop's function
+    assert set(found) == {"stuck-in-a-call"}
+    stack = found["stuck-in-a-call"]
+    assert any(line.endswith("in wait_for_the_broker") for line in stack)
+    assert stack[-1].endswith("in wait")
