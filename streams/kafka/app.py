@@ -92,7 +92,7 @@ async def getmany(thread: Any, active_partitions: Any, timeout: float) -> Any:
     ``tests/integration/test_standby_promotion.py`` beside two or three busy-looping processes:
     6 of 15 runs failed before (the promoted worker's store held 6-9 of ~60 processes per
     former standby partition, the first record it took in followed that partition's highwater
-    at the standby start, and it restored nothing once promoted), 0 of 8 after.
+    at the standby start, and it restored nothing once promoted), 0 of 18 after.
     faust-streaming #212 reports the same symptom for global tables.
     """
     snapshot = None if active_partitions is None else set(active_partitions)

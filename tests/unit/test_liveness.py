@@ -75,8 +75,13 @@ def test_the_stack_of_a_stuck_loop_shows_the_call_it_waits_in() -> None:
     thread = threading.Thread(target=wait_for_the_broker, name="stuck-in-a-call")
     thread.start()
     try:
-        # When the watchdog takes the stacks of that thread and of one that does not exist
+        # When the watchdog takes the stacks of that thread and of one that does not exist,
+        # once the thread has had time to reach its call
+        deadline = time.monotonic() + 5.0
         found = liveness.stacks(["stuck-in-a-call", "no-such-loop"])
+        while not found["stuck-in-a-call"][-1].endswith("in wait") and time.monotonic() < deadline:
+            time.sleep(0.01)
+            found = liveness.stacks(["stuck-in-a-call", "no-such-loop"])
     finally:
         release.set()
         thread.join()
