@@ -60,5 +60,5 @@ def cli() -> None:
 
 
 def main(args: Any = None) -> None:
-    collector.tune()  # replay and verify keep every record of a partition until they fold it
+    collector.tune(full_every_s=None)  # replay and verify keep a partition's records to fold
     cli.main(args=args, prog_name="orderflow")
