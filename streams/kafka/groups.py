@@ -7,7 +7,7 @@ probe, a command processor's state rebuild) only assign partitions and commit no
 
 from __future__ import annotations
 
-from streams.kafka.topics import MODULES, PROCESS_INPUTS, READ_MODEL_INPUTS, commands_of
+from streams.kafka.topics import AGGREGATES, MODULES, PROCESS_INPUTS, READ_MODEL_INPUTS, commands_of
 from streams.settings import Settings
 
 # Member groups
@@ -18,8 +18,15 @@ def process_manager(settings: Settings, version: int | None = None) -> str:
     return settings.faust_app_id(version)
 
 
+def aggregates(settings: Settings) -> str:
+    """The group of the event-sourced modules' command handler (``AGGREGATES``), one loop for
+    all three (its transactional ids start with it)."""
+    return f"{settings.app_id}-aggregates"
+
+
 def module(settings: Settings, name: str) -> str:
-    """The group of module ``name``'s command handler (its transactional ids start with it)."""
+    """The group of module ``name``'s own command handler: the shipment module's; before the
+    event-sourced modules shared one loop, each of theirs (``streams.modules.offsets``)."""
     return f"{settings.app_id}-{name}"
 
 
@@ -31,7 +38,8 @@ def read_model(settings: Settings) -> str:
 def members(settings: Settings) -> dict[str, list[str]]:
     """Every member group and the topics it consumes (full names)."""
     groups = {process_manager(settings): [settings.topic(t) for t in PROCESS_INPUTS]}
-    for name in MODULES:
+    groups[aggregates(settings)] = [settings.topic(commands_of(name)) for name in AGGREGATES]
+    for name in (m for m in MODULES if m not in AGGREGATES):
         groups[module(settings, name)] = [settings.topic(commands_of(name))]
     groups[read_model(settings)] = [settings.topic(t) for t in READ_MODEL_INPUTS]
     return groups

@@ -13,6 +13,8 @@ from aggregates import messages as m
 
 MODULES: Final = ("carts", "orders", "payments", "shipments")
 """The modules a process commands; each has its `<module>.commands` and `<module>.events`."""
+AGGREGATES: Final = ("carts", "orders", "payments")
+"""The event-sourced modules among them; one loop handles their commands. Shipments is CRUD."""
 PROCESS_COMMANDS: Final = "processes.commands"
 """The process manager's own commands: timeouts and operators' actions."""
 DEAD_LETTERS: Final = "dead-letters"

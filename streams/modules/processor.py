@@ -1,8 +1,12 @@
-"""Runs one event-sourced module: commands in, events out, in Kafka transactions.
+"""Runs the event-sourced modules: commands in, events out, in Kafka transactions.
 
-For each batch of commands it decides against state folded from the module's own events topic,
-and appends the events plus the commands' consumer offsets in one Kafka transaction
-(confluent-kafka's transactional producer, KIP-447 fencing by consumer-group generation):
+One loop serves every module it is given (carts, orders and payments) with one consumer and one
+transactional producer, so that one fetch and one transaction carry all three: per request, not
+per byte, is what the broker's CPU follows (BENCHMARKS.md, "Where the CPU goes below full
+speed"). For each batch of commands it decides each against state folded from its module's own
+events topic, and appends the events plus the commands' consumer offsets in one Kafka
+transaction (confluent-kafka's transactional producer, KIP-447 fencing by consumer-group
+generation):
 
 - Never stale: a partition's state is rebuilt from its events partition, read_committed up to
   the last stable offset, after the group's committed offset for it was fetched. With
@@ -25,6 +29,7 @@ import heapq
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +52,7 @@ from streams.kafka.consuming import Consumed, next_offsets, take
 from streams.kafka.producing import Output
 from streams.kafka.topics import DEAD_LETTER_MAX_BYTES, DEAD_LETTERS
 from streams.modules.definitions import AggregateModule
+from streams.modules.offsets import adopt_offsets
 from streams.modules.rebuild import rebuild
 from streams.modules.store import Aggregate, AggregateStore
 from streams.observability import liveness, metrics
@@ -59,26 +65,44 @@ log = get_logger(__name__)
 STATUS_EVERY_S = 10.0
 
 
-class AggregateProcessor:
-    """One module's command handler; `run(stop)` loops until `stop` is set."""
+class _Served:
+    """One module as the processor serves it: its topics and its aggregates' state."""
 
-    def __init__(self, module: AggregateModule, settings: Settings, batch_size: int = 500) -> None:
+    def __init__(self, module: AggregateModule, settings: Settings) -> None:
         self.module = module
-        self.settings = settings
-        self.batch_size = batch_size
-        self.group = groups.module(settings, module.name)
         self.commands_topic = settings.topic(module.commands_topic)
         self.events_topic = settings.topic(module.events_topic)
-        self.dead_letters = settings.topic(DEAD_LETTERS)
         self.store: AggregateStore[Any] = AggregateStore(module.initial_state)
-        self._unloaded: set[int] = set()
-        self._due: list[tuple[datetime, int, str]] = []
+        # A key's partition is counted over the topic's partitions, as a producer hashes it.
+        self.partitions = settings.topic_partitions
+
+
+class AggregateProcessor:
+    """The command handler of ``modules``; `run(stop)` loops until `stop` is set."""
+
+    def __init__(
+        self, modules: Sequence[AggregateModule], settings: Settings, batch_size: int = 500
+    ) -> None:
+        self.settings = settings
+        self.batch_size = batch_size
+        self.group = groups.aggregates(settings)
+        self.names = [module.name for module in modules]
+        self.served = {s.commands_topic: s for s in (_Served(m, settings) for m in modules)}
+        self.dead_letters = settings.topic(DEAD_LETTERS)
+        self._unloaded: set[tuple[str, int]] = set()
+        self._due: list[tuple[datetime, str, int, str]] = []
         # Results of the commands in the open transaction, counted once it commits.
-        self._decided: Counter[str] = Counter()
+        self._decided: Counter[tuple[str, str]] = Counter()
+        self._dead: Counter[str] = Counter()
         self._consumed = 0  # records taken in since the last status line
-        self._partitions = settings.topic_partitions
         self._next_status = 0.0
         self.ready = threading.Event()
+
+    @property
+    def member_id(self) -> str:
+        """This worker's member of the group. It names the modules served, so that runners
+        that serve different modules on one host (``--only``) do not fence each other."""
+        return f"{self.group}-{'-'.join(self.names)}-{self.settings.stable_worker_id()}"
 
     # Lifecycle
 
@@ -88,18 +112,20 @@ class AggregateProcessor:
             try:
                 self._session(stop)
             except KafkaException as error:
-                log.warning("processor session ended", module=self.module.name, error=str(error))
+                log.warning("processor session ended", modules=self.names, error=str(error))
                 stop.wait(1.0)
 
     def _session(self, stop: threading.Event) -> None:
-        self.store = AggregateStore(self.module.initial_state)
+        for served in self.served.values():
+            served.store = AggregateStore(served.module.initial_state)
         self._unloaded.clear()
         self._due.clear()
         self._decided.clear()
+        self._dead.clear()
         producer = Producer(
             self.settings.producer_config(
                 **{
-                    "transactional.id": f"{self.group}-{self.settings.stable_worker_id()}",
+                    "transactional.id": self.member_id,
                     "transaction.timeout.ms": 10000,
                     "linger.ms": 2,
                     "message.max.bytes": DEAD_LETTER_MAX_BYTES,
@@ -108,12 +134,21 @@ class AggregateProcessor:
         )
         # Aborts whatever this worker left open before a crash, so readers are not held up.
         producer.init_transactions(30)
-        consumer = Consumer(self.settings.member_config(self.group))
-        metadata = consumer.list_topics(self.commands_topic, timeout=30).topics[self.commands_topic]
-        # A key's partition is counted over the topic's partitions, as a producer hashes it.
-        self._partitions = len(metadata.partitions) or self.settings.topic_partitions
+        previous = {
+            name: groups.module(self.settings, s.module.name) for name, s in self.served.items()
+        }
+        adopt_offsets(self.settings, self.group, previous)
+        consumer = Consumer(
+            self.settings.member_config(self.group, **{"group.instance.id": self.member_id})
+        )
+        topics = consumer.list_topics(timeout=30).topics
+        for name, served in self.served.items():
+            found = topics.get(name)
+            served.partitions = (
+                len(found.partitions) if found else 0
+            ) or self.settings.topic_partitions
         consumer.subscribe(
-            [self.commands_topic],
+            list(self.served),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
@@ -130,15 +165,18 @@ class AggregateProcessor:
                 # its commands stay uncommitted and go to the new owner.
                 for failed in (r for r in records if r.error() is not None):
                     log.warning("consumer error", error=str(failed.error()))
-                owned = self.store.owned()
-                records = [r for r in records if r.error() is None and partition_of(r) in owned]
+                records = [r for r in records if r.error() is None and self._owns(r)]
                 outputs = self._handle(records) + self._due_commands()
                 if not outputs and not records:
                     continue
                 self._commit(producer, consumer, records, outputs)
         finally:
-            self.store.discard()
+            for served in self.served.values():
+                served.store.discard()
             consumer.close()
+
+    def _owns(self, record: KafkaMessage) -> bool:
+        return partition_of(record) in self.served[record.topic() or ""].store.owned()
 
     def _commit(
         self,
@@ -158,7 +196,7 @@ class AggregateProcessor:
             )
         if records:
             hang_point(PROCESSOR_HANG_BEFORE_OFFSETS)
-            consumed = ((self.commands_topic, partition_of(r), r.offset() or 0) for r in records)
+            consumed = ((r.topic() or "", partition_of(r), r.offset() or 0) for r in records)
             producer.send_offsets_to_transaction(
                 next_offsets(consumed),
                 consumer.consumer_group_metadata(),
@@ -167,18 +205,20 @@ class AggregateProcessor:
             )
             liveness.beat()
         producer.commit_transaction(30)
-        self._index_due(self.store.staged)
-        self.store.commit()
+        for served in self.served.values():
+            self._index_due(served, served.store.staged)
+            served.store.commit()
         self._count(outputs)
 
     def _count(self, outputs: list[Output]) -> None:
-        for result, count in self._decided.items():
-            metrics.command_decided(self.module.name, result, count)
+        for (module, result), count in self._decided.items():
+            metrics.command_decided(module, result, count)
         self._decided.clear()
+        for topic, count in self._dead.items():
+            metrics.dead_letter(topic, count)
+        self._dead.clear()
         for output in outputs:
-            if output.topic == self.dead_letters:
-                metrics.dead_letter(self.commands_topic)
-            elif output.partition is not None:
+            if output.partition is not None and output.topic != self.dead_letters:
                 metrics.forwarded(output.topic)
 
     def _report_status(self, consumer: Consumer) -> None:
@@ -187,17 +227,17 @@ class AggregateProcessor:
         if now < self._next_status:
             return
         self._next_status = now + STATUS_EVERY_S
-        owned = sorted(self.store.owned())
-        lag: dict[int, int] = {}
-        if owned:
-            positions = consumer.position([TopicPartition(self.commands_topic, p) for p in owned])
-            for tp in positions:
+        owned = {name: sorted(s.store.owned()) for name, s in self.served.items()}
+        lag: dict[str, dict[int, int]] = {}
+        assigned = [TopicPartition(name, p) for name, ps in owned.items() for p in ps]
+        if assigned:
+            for tp in consumer.position(assigned):
                 _, high = consumer.get_watermark_offsets(tp, cached=True)
                 if tp.offset >= 0 and high >= 0:
-                    lag[tp.partition] = high - tp.offset
+                    lag.setdefault(tp.topic, {})[tp.partition] = high - tp.offset
         log.info(
             "processor status",
-            module=self.module.name,
+            modules=self.names,
             owned=owned,
             unloaded=sorted(self._unloaded),
             consumed=self._consumed,
@@ -208,37 +248,42 @@ class AggregateProcessor:
     # Rebalancing
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._unloaded.update(tp.partition for tp in partitions)
+        self._unloaded.update((tp.topic, tp.partition) for tp in partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self.store.drop(tp.partition)
-            self._unloaded.discard(tp.partition)
+            self.served[tp.topic].store.drop(tp.partition)
+            self._unloaded.discard((tp.topic, tp.partition))
 
     def _load_assigned(self, consumer: Consumer) -> None:
         if not self._unloaded:
             return
         pending = sorted(self._unloaded)
         # With read_committed this waits until the previous owner's transaction is resolved.
-        consumer.committed([TopicPartition(self.commands_topic, p) for p in pending], timeout=30)
-        for partition, records in rebuild(self.settings, self.module, pending).items():
-            self.store.load(partition, records)
-            self._index_due({(partition, aid): rec for aid, rec in records.items()})
+        consumer.committed([TopicPartition(topic, p) for topic, p in pending], timeout=30)
+        for name, served in self.served.items():
+            partitions = [p for topic, p in pending if topic == name]
+            if not partitions:
+                continue
+            for partition, records in rebuild(self.settings, served.module, partitions).items():
+                served.store.load(partition, records)
+                self._index_due(served, {(partition, a): r for a, r in records.items()})
+            log.info("partitions loaded", module=served.module.name, partitions=partitions)
         self._unloaded.difference_update(pending)
-        log.info("partitions loaded", module=self.module.name, partitions=pending)
 
     # Deciding
 
     def _handle(self, records: list[KafkaMessage]) -> list[Output]:
         outputs: list[Output] = []
         for record in records:
+            served = self.served[record.topic() or ""]
             forward = routing.misrouted(
-                self.commands_topic,
+                served.commands_topic,
                 partition_of(record),
                 record.key(),
                 record.value(),
                 record.headers(),
-                self._partitions,
+                served.partitions,
             )
             if forward is not None:
                 # Decided on the partition that keeps the aggregate's state, never here.
@@ -246,31 +291,33 @@ class AggregateProcessor:
                 outputs.append(Output.forwarding(forward))
                 continue
             try:
-                command = decode(record.key(), record.value(), self.module.command_types)
+                command = decode(record.key(), record.value(), served.module.command_types)
             except DecodeError as error:
                 outputs.append(self._dead_letter(record, error.reason))
+                self._dead[served.commands_topic] += 1
                 continue
-            outputs.extend(self._decide(partition_of(record), command))
+            outputs.extend(self._decide(served, partition_of(record), command))
         return outputs
 
-    def _decide(self, partition: int, command: Envelope) -> list[Output]:
+    def _decide(self, served: _Served, partition: int, command: Envelope) -> list[Output]:
+        module = served.module
         aggregate_id = order_id_of(command)
         bound = log.bind(
-            module=self.module.name,
+            module=module.name,
             order_id=aggregate_id,
             correlation_id=command.correlation_id,
             causation_id=command.causation_id,
             message_id=command.message_id,
             command=command.type,
         )
-        record = self.store.get(partition, aggregate_id)
+        record = served.store.get(partition, aggregate_id)
         if command.message_id in record.handled:
             bound.info("duplicate command skipped")
-            self._decided["duplicate"] += 1
+            self._decided[(module.name, "duplicate")] += 1
             return []
         result = "accepted"
         try:
-            events = self.module.decide(command, record.state)
+            events = module.decide(command, record.state)
         except Rejected as rejection:
             bound.info("command rejected", reason=rejection.reason)
             events = [_rejected(command, rejection.reason)]
@@ -279,12 +326,12 @@ class AggregateProcessor:
             bound.exception("command failed")
             events = [_rejected(command, f"internal error: {error!r}")]
             result = "rejected"
-        self._decided[result] += 1
+        self._decided[(module.name, result)] += 1
         state = record.state
         outputs: list[Output] = []
         now = datetime.now(UTC)
         for index, event in enumerate(events):
-            state = self.module.evolve(state, event)
+            state = module.evolve(state, event)
             envelope = answer(
                 event,
                 command,
@@ -292,8 +339,8 @@ class AggregateProcessor:
                 correlation_id=aggregate_id,
                 at=now,
             )
-            outputs.append(Output(self.events_topic, aggregate_id.encode(), encode(envelope)))
-        self.store.stage(partition, aggregate_id, record.after(state, command.message_id))
+            outputs.append(Output(served.events_topic, aggregate_id.encode(), encode(envelope)))
+        served.store.stage(partition, aggregate_id, record.after(state, command.message_id))
         bound.debug("command decided", events=[e.type for e in events])
         return outputs
 
@@ -304,22 +351,23 @@ class AggregateProcessor:
 
     # Commands owed after a delay (payment settlement)
 
-    def _index_due(self, records: dict[tuple[int, str], Aggregate[Any]]) -> None:
+    def _index_due(self, served: _Served, records: dict[tuple[int, str], Aggregate[Any]]) -> None:
         for (partition, aggregate_id), record in records.items():
-            due_at = self.module.due_at(record.state)
+            due_at = served.module.due_at(record.state)
             if due_at is not None:
-                heapq.heappush(self._due, (due_at, partition, aggregate_id))
+                heapq.heappush(self._due, (due_at, served.commands_topic, partition, aggregate_id))
 
     def _due_commands(self) -> list[Output]:
         now = datetime.now(UTC)
         outputs: list[Output] = []
         while self._due and self._due[0][0] <= now:
-            due_at, partition, aggregate_id = heapq.heappop(self._due)
-            if partition not in self.store.owned():
+            due_at, topic, partition, aggregate_id = heapq.heappop(self._due)
+            served = self.served[topic]
+            if partition not in served.store.owned():
                 continue
-            state = self.store.get(partition, aggregate_id).state
-            command = self.module.due_command(state)
-            if command is None or self.module.due_at(state) != due_at:
+            state = served.store.get(partition, aggregate_id).state
+            command = served.module.due_command(state)
+            if command is None or served.module.due_at(state) != due_at:
                 continue
             envelope = Envelope.wrap(
                 command,
@@ -328,7 +376,7 @@ class AggregateProcessor:
                 correlation_id=aggregate_id,
                 causation_id=None,
             )
-            outputs.append(Output(self.commands_topic, aggregate_id.encode(), encode(envelope)))
+            outputs.append(Output(topic, aggregate_id.encode(), encode(envelope)))
         return outputs
 
 

@@ -44,19 +44,22 @@ class Component(Protocol):
 def module_components(
     settings: Settings, only: Sequence[str] | None = None
 ) -> dict[str, Component]:
-    """The command handlers of every module (or of those named in ``only``).
+    """The command handlers of every module (or of those named in ``only``): one loop,
+    ``aggregates``, for the event-sourced ones, and the shipment module's handler and outbox.
 
     The shipment module's schema is migrated first, so its handler finds its tables.
     """
     delay = timedelta(seconds=settings.payment_settlement_delay_s)
-    found: dict[str, Component] = {
-        module.name: AggregateProcessor(module, settings) for module in modules(delay)
-    }
+    aggregates = [module for module in modules(delay) if not only or module.name in only]
     relay = OutboxRelay(settings)
-    found["shipments"] = ShipmentHandler(settings, on_commit=relay.wake)
-    found["outbox"] = relay
-    found["read_model"] = OrdersProjector(settings)
+    found: dict[str, Component] = {
+        "shipments": ShipmentHandler(settings, on_commit=relay.wake),
+        "outbox": relay,
+        "read_model": OrdersProjector(settings),
+    }
     selected = {name: c for name, c in found.items() if not only or name in only}
+    if aggregates:
+        selected = {"aggregates": AggregateProcessor(aggregates, settings), **selected}
     if "shipments" in selected or "outbox" in selected:
         migrate(settings.database_url)
     return selected

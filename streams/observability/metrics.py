@@ -105,8 +105,8 @@ def timeout_fired() -> None:
     _TIMEOUTS.inc()
 
 
-def dead_letter(source_topic: str) -> None:
-    _DEAD_LETTERS.labels(source_topic).inc()
+def dead_letter(source_topic: str, count: int = 1) -> None:
+    _DEAD_LETTERS.labels(source_topic).inc(count)
 
 
 def command_decided(module: str, result: str, count: int = 1) -> None:

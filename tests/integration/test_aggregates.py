@@ -8,9 +8,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from aggregates.messages import AddProduct, FinalizeCart, OpenCart, ProductItem
 from streams.faults import PROCESSOR_HANG_BEFORE_OFFSETS
+from streams.kafka import groups
+from streams.kafka.routing import owner_of
 from streams.observability.liveness import EXIT_STALLED
 from streams.settings import Settings
 from tests.integration.harness import (
@@ -22,6 +25,7 @@ from tests.integration.harness import (
     produce_raw,
     read_all,
     read_to_end,
+    same_partition_id,
     unique,
     wire,
 )
@@ -204,3 +208,32 @@ def test_a_module_loop_stuck_in_a_client_call_ends_the_process_and_a_restart_dec
     events = envelopes(read_all(isolated, isolated.topic("carts.events"), expected=1, timeout=30))
     assert [e.type for e in events] == ["CartOpened"], runner.tail()
     assert len(read_to_end(isolated, isolated.topic("carts.events"))) == 1
+
+
+def test_the_shared_loop_starts_where_the_modules_own_group_stopped(
+    settings: Settings, services: list[Service], tmp_path: Path
+) -> None:
+    # Given a cart command that the cart module's own group (one loop per module, before they
+    # shared one) had consumed: its committed offset is past it
+    isolated, env = isolated_settings(settings)
+    commands = isolated.topic("carts.commands")
+    handled = unique("cart")
+    produce(isolated, commands, [wire(OpenCart(cart_id=handled, client_id="c"))])
+    partition = owner_of(handled.encode(), isolated.topic_partitions)
+    old = Consumer(isolated.confluent_config(**{"group.id": groups.module(isolated, "carts")}))
+    try:
+        old.commit(offsets=[TopicPartition(commands, partition, 1)], asynchronous=False)
+    finally:
+        old.close()
+
+    # When the shared loop starts and a new cart on the same partition arrives
+    runner = module_runner(env, tmp_path, only="carts")
+    services.append(runner)
+    runner.start()
+    new = same_partition_id("cart", handled, isolated.topic_partitions)
+    produce(isolated, commands, [wire(OpenCart(cart_id=new, client_id="c"))])
+
+    # Then only the new cart is decided: the loop's group took the old group's offset
+    events = envelopes(read_all(isolated, isolated.topic("carts.events"), expected=1, timeout=30))
+    assert [(e.type, e.correlation_id) for e in events] == [("CartOpened", new)]
+    assert "offsets adopted from the previous groups" in runner.tail(200)

@@ -42,7 +42,9 @@ def test_a_transition_from_no_process_counts_as_from_none() -> None:
     assert samples()[key] == before + 1
 
 
-def test_the_project_groups_are_the_process_manager_and_each_module() -> None:
+def test_the_project_groups_are_the_process_manager_the_aggregates_shipments_and_read_model() -> (
+    None
+):
     settings = Settings(app_id="shop", app_version=2, topic_prefix="p.")
     groups = kafka_groups.members(settings)
     assert groups["shop-v2"] == [
@@ -52,12 +54,15 @@ def test_the_project_groups_are_the_process_manager_and_each_module() -> None:
         "p.shipments.events",
         "p.processes.commands",
     ]
-    assert groups["shop-payments"] == ["p.payments.commands"]
+    assert groups["shop-aggregates"] == [
+        "p.carts.commands",
+        "p.orders.commands",
+        "p.payments.commands",
+    ]
+    assert groups["shop-shipments"] == ["p.shipments.commands"]
     assert set(groups) == {
         "shop-v2",
-        "shop-carts",
-        "shop-orders",
-        "shop-payments",
+        "shop-aggregates",
         "shop-shipments",
         "shop-read-model",
     }

@@ -1,0 +1,66 @@
+"""Committed offsets that the command handler's group takes over from the groups it replaced.
+
+Until the event-sourced modules shared one loop (``streams.modules.processor``), each had its own
+group, ``<app_id>-<module>`` (``groups.module``). The shared group starts where those stopped:
+on a partition where it has no committed offset, it takes the old group's. Deciding again from
+the beginning would be correct too (a handled command is skipped by its message id), but would
+read every command ever sent. Stop the old handlers before starting the new ones: two groups
+would each decide the same commands.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streams.observability.logs import get_logger
+from streams.settings import Settings
+
+log = get_logger(__name__)
+
+
+def adopt_offsets(settings: Settings, group: str, previous: dict[str, str]) -> None:
+    """Commit for ``group``, on every partition of ``previous``'s topics where it has no
+    offset, the offset of that topic's previous group (``previous``: topic -> group).
+
+    Call it before ``group``'s member joins: offsets can only be altered in an empty group.
+    """
+    admin = AdminClient(settings.confluent_config())
+    metadata = admin.list_topics(timeout=30).topics
+    adopted: list[TopicPartition] = []
+    for topic, old_group in previous.items():
+        if topic not in metadata:
+            continue
+        partitions = [TopicPartition(topic, p) for p in metadata[topic].partitions]
+        mine = _committed(admin, group, partitions)
+        missing = [tp for tp in partitions if mine[tp.partition] < 0]
+        if not missing:
+            continue
+        theirs = _committed(admin, old_group, missing)
+        adopted += [TopicPartition(topic, p, offset) for p, offset in theirs.items() if offset >= 0]
+    if not adopted:
+        return
+    request = ConsumerGroupTopicPartitions(group, adopted)
+    try:
+        admin.alter_consumer_group_offsets([request])[group].result(timeout=30)
+    except KafkaException as error:
+        if error.args[0].code() != KafkaError.NON_EMPTY_GROUP:
+            raise
+        # Another member joined first; it adopted them before it did.
+        log.info("offsets not adopted: the group has members", group=group)
+        return
+    log.info(
+        "offsets adopted from the previous groups",
+        group=group,
+        previous=sorted(set(previous.values())),
+        partitions=len(adopted),
+    )
+
+
+def _committed(admin: AdminClient, group: str, partitions: list[TopicPartition]) -> dict[int, int]:
+    """``group``'s committed offset per partition number (negative: none), waiting for any
+    pending transactional commit (``require_stable``)."""
+    request = ConsumerGroupTopicPartitions(group, partitions)
+    answer = admin.list_consumer_group_offsets([request], require_stable=True)[group]
+    found = answer.result(timeout=30).topic_partitions or []
+    return {tp.partition: tp.offset for tp in found}
