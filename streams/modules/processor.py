@@ -165,7 +165,12 @@ class AggregateProcessor:
                 # its commands stay uncommitted and go to the new owner.
                 for failed in (r for r in records if r.error() is not None):
                     log.warning("consumer error", error=str(failed.error()))
-                records = [r for r in records if r.error() is None and self._owns(r)]
+                owned = {name: s.store.owned() for name, s in self.served.items()}
+                records = [
+                    r
+                    for r in records
+                    if r.error() is None and partition_of(r) in owned[r.topic() or ""]
+                ]
                 outputs = self._handle(records) + self._due_commands()
                 if not outputs and not records:
                     continue
@@ -174,9 +179,6 @@ class AggregateProcessor:
             for served in self.served.values():
                 served.store.discard()
             consumer.close()
-
-    def _owns(self, record: KafkaMessage) -> bool:
-        return partition_of(record) in self.served[record.topic() or ""].store.owned()
 
     def _commit(
         self,
