@@ -1,12 +1,11 @@
 """Runs the event-sourced modules: commands in, events out, in Kafka transactions.
 
 One loop serves every module it is given (carts, orders and payments) with one consumer and one
-transactional producer, so that one fetch and one transaction carry all three: per request, not
-per byte, is what the broker's CPU follows (BENCHMARKS.md, "Where the CPU goes below full
-speed"). For each batch of commands it decides each against state folded from its module's own
-events topic, and appends the events plus the commands' consumer offsets in one Kafka
-transaction (confluent-kafka's transactional producer, KIP-447 fencing by consumer-group
-generation):
+transactional producer, so that one fetch and one transaction carry all three (BENCHMARKS.md, "One
+loop for the three modules": what that saved). For each batch of commands it decides each against
+state folded from its module's own events topic, and appends the events plus the commands' consumer
+offsets in one Kafka transaction (confluent-kafka's transactional producer, KIP-447 fencing by
+consumer-group generation):
 
 - Never stale: a partition's state is rebuilt from its events partition, read_committed up to
   the last stable offset, after the group's committed offset for it was fetched. With
