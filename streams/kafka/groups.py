@@ -58,6 +58,6 @@ def lag_probe(settings: Settings) -> str:
     return f"{settings.app_id}-lag-probe"
 
 
-def rebuild(settings: Settings, name: str) -> str:
-    """The reader that folds module ``name``'s events to rebuild its aggregates."""
-    return f"{module(settings, name)}-rebuild"
+def rebuild(settings: Settings) -> str:
+    """The reader that folds the event-sourced modules' events to rebuild their aggregates."""
+    return f"{aggregates(settings)}-rebuild"

@@ -262,11 +262,14 @@ class AggregateProcessor:
         pending = sorted(self._unloaded)
         # With read_committed this waits until the previous owner's transaction is resolved.
         consumer.committed([TopicPartition(topic, p) for topic, p in pending], timeout=30)
-        for name, served in self.served.items():
-            partitions = [p for topic, p in pending if topic == name]
-            if not partitions:
-                continue
-            for partition, records in rebuild(self.settings, served.module, partitions).items():
+        wanted = [
+            (served, [p for topic, p in pending if topic == name])
+            for name, served in self.served.items()
+        ]
+        wanted = [(served, partitions) for served, partitions in wanted if partitions]
+        folded = rebuild(self.settings, [(served.module, ps) for served, ps in wanted])
+        for served, partitions in wanted:
+            for partition, records in folded[served.module.name].items():
                 served.store.load(partition, records)
                 self._index_due(served, {(partition, a): r for a, r in records.items()})
             log.info("partitions loaded", module=served.module.name, partitions=partitions)
