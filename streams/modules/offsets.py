@@ -32,11 +32,15 @@ def adopt_offsets(settings: Settings, group: str, previous: dict[str, str]) -> N
         if topic not in metadata:
             continue
         partitions = [TopicPartition(topic, p) for p in metadata[topic].partitions]
-        mine = _committed(admin, group, partitions)
+        # Its last commit, a pending transaction's aside: a member has that one open, and
+        # offsets of a group with members cannot be altered. At worst (a crashed member's
+        # transaction outlives its session) older offsets are adopted, and the commands
+        # after them are skipped again by their message ids.
+        mine = _committed(admin, group, partitions, stable=False)
         missing = [tp for tp in partitions if mine[tp.partition] < 0]
         if not missing:
             continue
-        theirs = _committed(admin, old_group, missing)
+        theirs = _committed(admin, old_group, missing, stable=True)
         adopted += [TopicPartition(topic, p, offset) for p, offset in theirs.items() if offset >= 0]
     if not adopted:
         return
@@ -57,10 +61,16 @@ def adopt_offsets(settings: Settings, group: str, previous: dict[str, str]) -> N
     )
 
 
-def _committed(admin: AdminClient, group: str, partitions: list[TopicPartition]) -> dict[int, int]:
-    """``group``'s committed offset per partition number (negative: none), waiting for any
-    pending transactional commit (``require_stable``)."""
+def _committed(
+    admin: AdminClient, group: str, partitions: list[TopicPartition], *, stable: bool
+) -> dict[int, int]:
+    """``group``'s committed offset per partition number (negative: none). ``stable``: raise
+    while a transaction's offsets are pending (``require_stable``), and the caller's session
+    starts again, rather than read the offset before them."""
     request = ConsumerGroupTopicPartitions(group, partitions)
-    answer = admin.list_consumer_group_offsets([request], require_stable=True)[group]
+    answer = admin.list_consumer_group_offsets([request], require_stable=stable)[group]
     found = answer.result(timeout=30).topic_partitions or []
+    for tp in found:
+        if tp.error is not None:
+            raise KafkaException(tp.error)
     return {tp.partition: tp.offset for tp in found}
