@@ -42,9 +42,7 @@ def test_a_transition_from_no_process_counts_as_from_none() -> None:
     assert samples()[key] == before + 1
 
 
-def test_the_project_groups_are_the_process_manager_the_aggregates_shipments_and_read_model() -> (
-    None
-):
+def test_the_member_groups_and_the_topics_each_consumes() -> None:
     settings = Settings(app_id="shop", app_version=2, topic_prefix="p.")
     groups = kafka_groups.members(settings)
     assert groups["shop-v2"] == [
