@@ -23,6 +23,15 @@ ANY_ADDRESS = ("0.0.0.0", "::", "")
 LOCAL_OR_ANY = (*ANY_ADDRESS, "127.0.0.1", "localhost", "::1")
 
 
+def client_id(config: dict[str, Any], app_id: str) -> str:
+    """The most specific name a client's configuration holds: its transactional id, its static
+    member id, its group, else the application's id."""
+    for key in ("transactional.id", "group.instance.id", "group.id"):
+        if config.get(key):
+            return str(config[key])
+    return app_id
+
+
 class Settings(BaseSettings):
     """Every knob of the system, with defaults that work on a developer machine."""
 
@@ -210,6 +219,9 @@ class Settings(BaseSettings):
         }
         config.update({k: v for k, v in optional.items() if v is not None})
         config.update(extra)
+        # librdkafka's default client.id is "rdkafka" for every client, so the broker's request
+        # log and per-client metrics could not tell the loops apart.
+        config.setdefault("client.id", client_id(config, self.app_id))
         return config
 
     def consumer_config(self, group: str, **extra: Any) -> dict[str, Any]:

@@ -95,6 +95,20 @@ def test_a_transactional_producer_retries_a_busy_coordinator_after_5_ms_not_100(
     assert "retry.backoff.ms" not in given.producer_config()
 
 
+def test_every_confluent_client_names_itself_by_its_most_specific_id() -> None:
+    given = Settings(app_id="shop")
+    assert (
+        given.producer_config(**{"transactional.id": "shop-loop-w1"})["client.id"] == "shop-loop-w1"
+    )
+    assert (
+        given.member_config("shop-aggregates")["client.id"]
+        == given.member_config("shop-aggregates")["group.instance.id"]
+    )
+    assert given.consumer_config("shop-replay")["client.id"] == "shop-replay"
+    assert given.producer_config()["client.id"] == "shop"
+    assert given.confluent_config(**{"client.id": "mine"})["client.id"] == "mine"
+
+
 def test_a_consumer_fetch_waits_100_ms_at_most_unless_configured_otherwise() -> None:
     assert Settings().consumer_config("g")["fetch.wait.max.ms"] == 100
     assert Settings().member_config("g")["fetch.wait.max.ms"] == 100
