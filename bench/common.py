@@ -331,7 +331,13 @@ class Drive:
 
     def run(self, reader: Consumer, label: str) -> Drive:
         producer = Producer(
-            self.settings.producer_config(**{"linger.ms": 5, "enable.idempotence": True})
+            self.settings.producer_config(
+                **{
+                    "client.id": f"{self.settings.app_id}-bench-driver",
+                    "linger.ms": 5,
+                    "enable.idempotence": True,
+                }
+            )
         )
         topic = self.settings.topic(commands_of("carts"))
         total = len(self.orders)

@@ -211,7 +211,11 @@ def run(settings: Settings, count: int, rate: float, timeout: float, quiet: floa
     demo = Run(kinds, Outcomes(set(kinds)))
     seed_stock(settings)
     reader = events_reader(settings)
-    producer = Producer(settings.producer_config(**{"linger.ms": 5, "enable.idempotence": True}))
+    producer = Producer(
+        settings.producer_config(
+            **{"client.id": f"{settings.app_id}-demo", "linger.ms": 5, "enable.idempotence": True}
+        )
+    )
     topic = settings.topic(commands_of("carts"))
     print(
         f"Driving {count} carts (run {run_id}) at up to {rate:.0f} carts/s, "

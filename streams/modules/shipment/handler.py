@@ -326,7 +326,12 @@ class ShipmentHandler:
         if self._producer is None:
             self._producer = Producer(
                 self.settings.producer_config(
-                    **{"enable.idempotence": True, "acks": "all", "delivery.timeout.ms": 30000}
+                    **{
+                        "client.id": f"{self.settings.app_id}-shipments-handler",
+                        "enable.idempotence": True,
+                        "acks": "all",
+                        "delivery.timeout.ms": 30000,
+                    }
                 )
             )
         return self._producer

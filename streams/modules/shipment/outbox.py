@@ -142,6 +142,7 @@ class OutboxRelay:
             self._producer = Producer(
                 self.settings.producer_config(
                     **{
+                        "client.id": f"{self.settings.app_id}-shipments-outbox",
                         "enable.idempotence": True,
                         "acks": "all",
                         "linger.ms": 5,
