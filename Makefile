@@ -86,7 +86,7 @@ stop:  ## stop the background workers
 	bash deploy/workers.sh stop
 
 demo: start  ## the main job: drive ORDERS carts through N workers and print the summary
-	$(PY) -m streams.tools.demo --orders $(ORDERS) --rate $(RATE)
+	$(PY) -m streams.tools.demo --orders $(ORDERS) --rate $(RATE) --workers $(N)
 	@echo "The workers keep running: 'make stop' stops them, 'make down' stops Kafka and Postgres."
 
 verify: venv  ## fold the event topics offline and diff against the live process states

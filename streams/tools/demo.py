@@ -1,14 +1,17 @@
 """The demo: drive many carts through running workers and report what happened.
 
     python -m streams.tools.demo [--orders 1000] [--rate 200] [--timeout 300] [--quiet 30]
+                                 [--workers N]
 
-It seeds a catalogue, opens, fills and finalizes carts with a documented mix of outcomes,
-follows the order and payment events (``streams.tools.outcomes``) until every order has ended
-or nothing changed for ``--quiet`` seconds, and prints outcomes, throughput and latency
-(FinalizeCart sent -> the event that ended the order). It reads only the topics, so it reports
-the process manager and the stateless saga (``COORDINATION=saga``) alike: each kind's outcome
-is compared with the contract's, and the exit code with what the running coordination is
-known to reach (the saga leaves some orders unended, by design).
+With ``--workers N`` it first waits until every consumer group of the system is stable with N
+members: a worker that joins after the others have started moves partitions, and carts sent
+during that rebalance wait for it. It seeds a catalogue, opens, fills and finalizes carts with
+a documented mix of outcomes, follows the order and payment events (``streams.tools.outcomes``)
+until every order has ended or nothing changed for ``--quiet`` seconds, and prints outcomes,
+throughput and latency (FinalizeCart sent -> the event that ended the order). It reads only the
+topics, so it reports the process manager and the stateless saga (``COORDINATION=saga``)
+alike: each kind's outcome is compared with the contract's, and the exit code with what the
+running coordination is known to reach (the saga leaves some orders unended, by design).
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from aggregates.messages import (
     AddProduct,
@@ -32,6 +37,7 @@ from aggregates.messages import (
     PaymentMethod,
 )
 from process_manager import TERMINAL_STATES
+from streams.kafka import groups
 from streams.kafka.codec import encode, external, key_of
 from streams.kafka.topics import commands_of, events_of
 from streams.modules.shipment.store import set_stock
@@ -205,6 +211,36 @@ class Run:
     finalized_at: dict[str, float] = field(default_factory=dict)
 
 
+def unsettled(
+    described: Mapping[str, tuple[ConsumerGroupState, int]], workers: int
+) -> dict[str, str]:
+    """The groups, of (state, member count) by group, that are not stable with ``workers``
+    members, each with what it is instead."""
+    return {
+        group: f"{state.name.lower()}, {members} member(s)"
+        for group, (state, members) in described.items()
+        if state != ConsumerGroupState.STABLE or members != workers
+    }
+
+
+def wait_for_groups(settings: Settings, workers: int, timeout: float = 120.0) -> float:
+    """Until every member group is stable with ``workers`` members; the seconds it took."""
+    admin = AdminClient(settings.confluent_config())
+    started = time.monotonic()
+    while True:
+        futures = admin.describe_consumer_groups(list(groups.members(settings)))
+        described = {}
+        for group, future in futures.items():
+            description = future.result(timeout=10)
+            described[group] = (description.state, len(description.members))
+        waiting = unsettled(described, workers)
+        if not waiting:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"demo: groups not stable with {workers} member(s): {waiting}")
+        time.sleep(0.25)
+
+
 def run(settings: Settings, count: int, rate: float, timeout: float, quiet: float) -> Run:
     run_id = uuid.uuid4().hex[:6]
     kinds = {f"demo-{run_id}-{i:05d}": kind_of(i) for i in range(count)}
@@ -318,8 +354,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quiet", type=float, default=30.0, help="stop waiting after this long without a change"
     )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="first wait for N members in every group (0: no)"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
+    if args.workers:
+        took = wait_for_groups(settings, args.workers)
+        print(
+            f"{time.strftime('%H:%M:%S')} every group stable with {args.workers} member(s)"
+            f" (waited {took:.1f} s)"
+        )
     demo = run(settings, args.orders, args.rate, args.timeout, args.quiet)
     text, ok = summary(demo, settings.coordination)
     print(text)
