@@ -22,8 +22,13 @@ VERIFY = (
 
 
 def test_requests_are_counted_by_client_and_a_produce_by_the_partitions_it_carried() -> None:
+    # Given two produce requests, one verification and a line of another logger
     given = [PRODUCE, VERIFY, PRODUCE, "[2026-12-06 06:17:55,000] INFO something else\n"]
+
+    # When the log is summed
     summary = summarize(given)
+
+    # Then each request counts once for its client, and a produce by its three partitions
     assert summary.by_client == {
         ("shop-loop-w1", "PRODUCE"): 2,
         ("AddPartitionsManager-client-1", "ADD_PARTITIONS_TO_TXN"): 1,
