@@ -19,6 +19,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     OffsetSpec,
 )
 
+from bench.cpu import ComponentCpu, for_system
 from process_manager import TERMINAL_STATES
 from streams.kafka.admin import ensure_topics
 from streams.kafka.producing import produce_waiting
@@ -154,6 +155,19 @@ class Scenario:
 
     def rss_mib(self) -> list[float]:
         return [rss_mib(pid) for pid in self.pids()]
+
+    def cpu_by_component(self) -> ComponentCpu:
+        """CPU per component of this scenario (broker, PostgreSQL, its workers and module
+        runners, this process), counted from now."""
+        return ComponentCpu(
+            for_system(
+                self.settings.kafka_bootstrap_servers,
+                self.settings.database_url,
+                self.pids(),
+                self.pids("m"),
+                repo=REPO,
+            )
+        ).start()
 
     def topics(self) -> list[str]:
         return scenario_topics(self.settings)

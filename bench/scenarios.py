@@ -26,7 +26,6 @@ from bench.common import (
     reader_at_end,
     wait_quiet,
 )
-from bench.cpu import ComponentCpu, for_system
 from bench.hops import hops
 from streams.kafka.topics import PROCESS_INPUTS
 from streams.settings import Settings
@@ -102,15 +101,7 @@ def e2e(
                 )
                 profiler.start()
             cpu = CpuWindow(sc.pids() + sc.pids("m")).start()
-            parts = ComponentCpu(
-                for_system(
-                    sc.settings.kafka_bootstrap_servers,
-                    sc.settings.database_url,
-                    sc.pids(),
-                    sc.pids("m"),
-                    repo=REPO,
-                )
-            ).start()
+            parts = sc.cpu_by_component()
             drive = Drive(sc.settings, _orders(sc.settings.app_id, 0, orders, PAID), window=window)
             drive.timeout = max(600.0, orders / 5)
             drive.run(reader, f"e2e {workers}w throughput")

@@ -23,7 +23,6 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from bench.broker.jmx import Broker
 from bench.broker.request_log import MARK, summarize
 from bench.common import REPO, Drive, Ports, Scenario, log, machine_busy, percentile, reader_at_end
-from bench.cpu import ComponentCpu, for_system
 from bench.scenarios import PAID, _orders
 from streams.settings import Settings, get_settings
 from streams.tools.demo import seed_stock
@@ -87,15 +86,7 @@ def phase(
     logged, rate = spec.endswith("r"), float(spec.rstrip("r"))
     name = f"rate{spec}"
     broker.record(name, sc.run_dir / f"{name}.jfr")
-    parts = ComponentCpu(
-        for_system(
-            sc.settings.kafka_bootstrap_servers,
-            sc.settings.database_url,
-            sc.pids(),
-            sc.pids("m"),
-            repo=REPO,
-        )
-    ).start()
+    parts = sc.cpu_by_component()
     count = int(rate * seconds)
     with contextlib.ExitStack() as stack:
         if logged:
