@@ -110,7 +110,7 @@ class ProcessLoop:
         *,
         timeouts: Timeouts,
         handle: Any,
-        push_deadline: Callable[[bytes, datetime | None], None],
+        push_deadlines: Callable[[list[tuple[bytes, datetime | None]]], None],
     ) -> None:
         self.app = app
         self.table = table
@@ -118,7 +118,7 @@ class ProcessLoop:
         self.inputs = inputs
         self.timeouts = timeouts
         self.handle = handle
-        self.push_deadline = push_deadline
+        self.push_deadlines = push_deadlines
         self.group = groups.process_manager(settings)
         self.records = Records()
         self.ready = threading.Event()
@@ -380,8 +380,15 @@ class Batch:
                 self.loop.records.keep(key, process)
 
     def report(self) -> None:
+        deadlines: list[tuple[bytes, datetime | None]] = []
+
+        def push(key: bytes, deadline: datetime | None) -> None:
+            deadlines.append((key, deadline))
+
         for decision in self.decisions:
-            decision.report(self.loop.push_deadline)
+            decision.report(push)
+        if deadlines:
+            self.loop.push_deadlines(deadlines)
         for topic_kind, count in self.ignored.items():
             metrics.message(topic_kind, "ignored", count)
         for forward, partition, offset in self.forwards:

@@ -95,9 +95,15 @@ async def process_orders(stream: Any) -> None:
         await on_message(event)
 
 
-def push_deadline_soon(key: bytes, deadline: datetime | None) -> None:
-    """``deadlines.push`` from another thread: on the event loop, which the timer runs on."""
-    app.loop.call_soon_threadsafe(deadlines.push, key, deadline)
+def push_deadlines_soon(batch: list[tuple[bytes, datetime | None]]) -> None:
+    """``deadlines.push`` of a batch's deadlines, from the loop's thread: on the event loop,
+    which the timer runs on. One call per batch: each call wakes the event loop's thread."""
+    app.loop.call_soon_threadsafe(_push_all, batch)
+
+
+def _push_all(batch: list[tuple[bytes, datetime | None]]) -> None:
+    for key, deadline in batch:
+        deadlines.push(key, deadline)
 
 
 if LOOP_MODE:  # Faust's consumer then reads the table's changelog alone
@@ -108,7 +114,7 @@ if LOOP_MODE:  # Faust's consumer then reads the table's changelog alone
         INPUTS,
         timeouts=TIMEOUTS,
         handle=DECIDE,
-        push_deadline=push_deadline_soon,
+        push_deadlines=push_deadlines_soon,
     )
     app.on_partitions_revoked.connect(process_loop.on_revoked)
 else:  # concurrency 1: higher can commit past in-flight events (#606)
