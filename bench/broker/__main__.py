@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -20,6 +22,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
+from bench.broker import threads
 from bench.broker.jmx import Broker
 from bench.broker.request_log import MARK, summarize
 from bench.common import REPO, Drive, Ports, Scenario, log, machine_busy, percentile, reader_at_end
@@ -85,7 +88,8 @@ def phase(
 ) -> int:
     logged, rate = spec.endswith("r"), float(spec.rstrip("r"))
     name = f"rate{spec}"
-    broker.record(name, sc.run_dir / f"{name}.jfr")
+    recording = sc.run_dir / f"{name}.jfr"
+    broker.record(name, recording)
     parts = sc.cpu_by_component()
     count = int(rate * seconds)
     with contextlib.ExitStack() as stack:
@@ -103,13 +107,20 @@ def phase(
         after, busy1, elapsed = broker.requests(), machine_busy(), time.monotonic() - started
     cpu = parts.stop(max(1, round(elapsed)))
     broker.stop_recording(name)
-    row = {
+    cpu_ms_per_s = {k: round(v) for k, v in cpu["ms_per_unit"].items() if v is not None}
+    row: dict[str, Any] = {
         "phase": name,
         "seconds": round(elapsed, 1),
         "orders": len(latencies),
-        "p50_ms": round(percentile(latencies, 0.5)) if latencies else None,
+        **{
+            f"p{q}_ms": round(percentile(latencies, q / 100)) if latencies else None
+            for q in (50, 95, 99)
+        },
         "busy": round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 3),
-        "cpu_ms_per_s": {k: round(v) for k, v in cpu["ms_per_unit"].items() if v is not None},
+        "cpu_ms_per_s": cpu_ms_per_s,
+        "broker_threads_ms_per_s": threads.summary(
+            recording, os.cpu_count() or 1, cpu_ms_per_s["broker"]
+        ),
         "requests_per_s": {
             k: round((after[k] - before[k]) / elapsed, 1) for k in after if after[k] > before[k]
         },

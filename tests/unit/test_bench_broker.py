@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from bench.broker import threads
 from bench.broker.request_log import summarize
 
 PRODUCE = (
@@ -34,3 +37,43 @@ def test_requests_are_counted_by_client_and_a_produce_by_the_partitions_it_carri
         ("AddPartitionsManager-client-1", "ADD_PARTITIONS_TO_TXN"): 1,
     }
     assert summary.partitions_per_produce == {3: 2}
+
+
+def _load(at: str, thread: str, user: float, system: float = 0.0) -> dict[str, object]:
+    return {
+        "type": "jdk.ThreadCPULoad",
+        "values": {
+            "startTime": f"2026-12-06T21:35:{at}Z",
+            "eventThread": {"osName": thread, "javaName": thread},
+            "user": user,
+            "system": system,
+        },
+    }
+
+
+def test_broker_threads_are_summed_by_kind_over_the_periods_their_loads_cover() -> None:
+    # Given the loads (shares of a 2-core machine) of three threads at three instants 10 s
+    # apart; the first instant's loads cover a span JFR does not say
+    events = [
+        _load("30.050", "C2 CompilerThread0", 0.9),
+        _load("40.051", "C2 CompilerThread0", 0.25),
+        _load("40.051", "data-plane-kafka-request-handler-0", 0.05, 0.05),
+        _load("40.051", "data-plane-kafka-request-handler-7", 0.1),
+        _load("50.049", "C2 CompilerThread0", 0.01),
+        _load("50.049", "data-plane-kafka-request-handler-0", 0.1),
+        _load("50.049", "C1 CompilerThread1", 0.05),
+    ]
+
+    # When they are summed by kind
+    by_kind = threads.cpu_by_kind(events, cores=2)
+
+    # Then each kind is its mean over the 20 s the last two instants close, in ms per s of
+    # 2 cores, the numbered request handlers are one kind, and C1 is not C2
+    assert by_kind == pytest.approx(
+        {
+            "data-plane-kafka-request-handler-N": 1000 * (0.2 + 0.1) * 10 * 2 / 20,
+            "C2 CompilerThreadN": 1000 * (0.25 + 0.01) * 10 * 2 / 20,
+            "C1 CompilerThreadN": 1000 * 0.05 * 10 * 2 / 20,
+        }
+    )
+    assert list(by_kind)[0] == "data-plane-kafka-request-handler-N"
