@@ -237,6 +237,17 @@ class Settings(BaseSettings):
             }
         )
 
+    def faust_member_id(self, group: str) -> str:
+        """The Faust worker's static member id in ``group``, one per subscription: the loop's
+        worker reads the table's changelog, the agent's the inputs too, the saga's the events.
+
+        A static member that rejoins a stable group under its old id gets its old assignment
+        back, whatever it subscribes to now (KAFKA-12759): a saga worker started within 10 s of
+        a process worker of the same id was handed changelog partitions and stopped."""
+        kind = "saga" if self.coordination == "saga" else self.hot_path
+        suffix = "" if kind == "loop" else f"-{kind}"
+        return f"{group}-{self.stable_worker_id()}{suffix}"
+
     def member_config(self, group: str, **extra: Any) -> dict[str, Any]:
         """A ``consumer_config`` that subscribes as a static member: a restarted worker takes
         its partitions back at once, and a killed one's move to the others after 10 s, not

@@ -342,7 +342,7 @@ def create_app(settings: Settings, app_id: str | None = None, **overrides: Any) 
         # restarted worker rejoins under its static identity without a full rebalance.
         "broker_session_timeout": 10.0,
         "broker_heartbeat_interval": 3.0,
-        "consumer_group_instance_id": f"{app_id or settings.app_id}-{settings.stable_worker_id()}",
+        "consumer_group_instance_id": settings.faust_member_id(app_id or settings.app_id),
         # A worker that joins before its broker knows the partitions of freshly created topics
         # (right after a broker start) is assigned nothing, and only a metadata refresh that
         # finds them rebalances: aiokafka's default age of 5 min left one idle that long.

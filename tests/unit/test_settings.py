@@ -109,6 +109,19 @@ def test_every_confluent_client_names_itself_by_its_most_specific_id() -> None:
     assert given.confluent_config(**{"client.id": "mine"})["client.id"] == "mine"
 
 
+def test_a_faust_worker_is_a_static_member_of_its_own_per_subscription() -> None:
+    # Given one worker id under the loop, the agent and the saga
+    loop = Settings(worker_id="w1")
+    agent = Settings(worker_id="w1", hot_path="agent")
+    saga = Settings(worker_id="w1", coordination="saga")
+
+    # When each names its member of the group "shop"
+    ids = [s.faust_member_id("shop") for s in (loop, agent, saga)]
+
+    # Then the default keeps the id it had, and the others differ from it and each other
+    assert ids == ["shop-w1", "shop-w1-agent", "shop-w1-saga"]
+
+
 def test_a_consumer_fetch_waits_100_ms_at_most_unless_configured_otherwise() -> None:
     assert Settings().consumer_config("g")["fetch.wait.max.ms"] == 100
     assert Settings().member_config("g")["fetch.wait.max.ms"] == 100
