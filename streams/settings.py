@@ -245,8 +245,11 @@ class Settings(BaseSettings):
         back, whatever it subscribes to now (KAFKA-12759): a saga worker started within 10 s of
         a process worker of the same id was handed changelog partitions and stopped."""
         kind = "saga" if self.coordination == "saga" else self.hot_path
-        suffix = "" if kind == "loop" else f"-{kind}"
-        return f"{group}-{self.stable_worker_id()}{suffix}"
+        return self.member_id(group) + ("" if kind == "loop" else f"-{kind}")
+
+    def member_id(self, group: str) -> str:
+        """This worker's static member id in ``group``."""
+        return f"{group}-{self.stable_worker_id()}"
 
     def member_config(self, group: str, **extra: Any) -> dict[str, Any]:
         """A ``consumer_config`` that subscribes as a static member: a restarted worker takes
@@ -255,7 +258,7 @@ class Settings(BaseSettings):
         return self.consumer_config(
             group,
             **{
-                "group.instance.id": f"{group}-{self.stable_worker_id()}",
+                "group.instance.id": self.member_id(group),
                 "session.timeout.ms": 10000,
                 **extra,
             },

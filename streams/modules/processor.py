@@ -101,7 +101,7 @@ class AggregateProcessor:
     def member_id(self) -> str:
         """This worker's member of the group. It names the modules served, so that runners
         that serve different modules on one host (``--only``) do not fence each other."""
-        return f"{self.group}-{'-'.join(self.names)}-{self.settings.stable_worker_id()}"
+        return self.settings.member_id(f"{self.group}-{'-'.join(self.names)}")
 
     # Lifecycle
 
