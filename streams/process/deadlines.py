@@ -3,6 +3,13 @@
 The process table is the source of truth (deadlines survive restarts there); this index only
 spares the timer a scan of every process on every tick. It is rebuilt from the table whenever
 the set of actively owned partitions changes, and entries are re-checked against the table.
+
+Every applied transition pushes its process's new deadline, so most entries are superseded
+before they pass. The index remembers each process's latest deadline and drops a superseded
+entry without the table read. That read (RocksDB, then parsing a record of up to 14 KiB) came
+once for every transition, when its state's timeout had passed (60 to 300 s by default), and
+took the worker's event loop thread from 6 to 66-72 ms of CPU per second over the first 150 s
+at 200 orders/s.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from datetime import datetime, timedelta
 @dataclass
 class DeadlineIndex:
     heap: list[tuple[datetime, bytes]] = field(default_factory=list)
+    latest: dict[bytes, datetime] = field(default_factory=dict)  # each process's own deadline
     owned: frozenset[int] | None = None
     # (key, deadline) pairs already announced, oldest first; kept for a while in case the same
     # deadline is pushed again, then forgotten so the set does not grow for ever.
@@ -26,14 +34,19 @@ class DeadlineIndex:
         return owned != self.owned
 
     def rebuild(self, owned: frozenset[int], entries: Iterable[tuple[bytes, datetime]]) -> None:
-        self.heap = [(deadline, key) for key, deadline in entries]
+        self.latest = dict(entries)
+        self.heap = [(deadline, key) for key, deadline in self.latest.items()]
         heapq.heapify(self.heap)
         self.owned = owned
         self.announced.clear()
 
     def push(self, key: bytes, deadline: datetime | None) -> None:
-        if deadline is not None:
-            heapq.heappush(self.heap, (deadline, key))
+        """``key``'s process has this deadline now (``None``: none any more)."""
+        if deadline is None:
+            self.latest.pop(key, None)
+            return
+        self.latest[key] = deadline
+        heapq.heappush(self.heap, (deadline, key))
 
     def withhold(self, key: bytes, deadline: datetime) -> None:
         """Take back the announcement of a deadline that was not acted on (its process is
@@ -45,6 +58,8 @@ class DeadlineIndex:
         found = []
         while self.heap and self.heap[0][0] <= now:
             deadline, key = heapq.heappop(self.heap)
+            if self.latest.get(key) != deadline:
+                continue  # superseded
             if (key, deadline) not in self.announced:
                 self.announced[(key, deadline)] = None
                 found.append((key, deadline))

@@ -41,3 +41,26 @@ def test_a_withheld_deadline_is_due_again_when_pushed_again() -> None:
     # Then the deadline is announced, once
     assert index.due(T0 + timedelta(seconds=1)) == [(b"a", T0)]
     assert index.due(T0 + timedelta(seconds=2)) == []
+
+
+def test_a_superseded_deadline_is_not_announced() -> None:
+    # Given a process that moved on before its first deadline passed
+    index = DeadlineIndex()
+    index.rebuild(frozenset({0}), [(b"a", T0)])
+    index.push(b"a", T0 + timedelta(seconds=60))
+    # When the first deadline passes
+    due = index.due(T0 + timedelta(seconds=1))
+    # Then nothing is announced (the table is not read for it); the new deadline is, in its time
+    assert due == []
+    assert index.due(T0 + timedelta(seconds=60)) == [(b"a", T0 + timedelta(seconds=60))]
+
+
+def test_a_process_that_has_no_deadline_any_more_is_not_announced() -> None:
+    # Given a process that ended (its record has no deadline) before its deadline passed
+    index = DeadlineIndex()
+    index.rebuild(frozenset({0}), [(b"a", T0)])
+    index.push(b"a", None)
+    # When the deadline passes
+    # Then it is not announced, and the index forgets the process
+    assert index.due(T0 + timedelta(seconds=1)) == []
+    assert index.latest == {}
