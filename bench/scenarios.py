@@ -159,7 +159,9 @@ def e2e(
             log(f"e2e {workers}w paced: {result['paced']}")
             reader.close()
             wait_quiet(sc.settings, settle=2.0, limit=30.0)
-            result["paced"]["hops"] = hops(sc.settings, {key.encode() for key, *_ in paced_orders})
+            result["paced"]["hops"] = hops(
+                sc.settings, {key.encode(): round(t * 1000) for key, t in paced.done_at.items()}
+            )
             log(f"e2e {workers}w paced, slowest hops: {result['paced']['hops']}")
             result["topic_prefix"] = sc.settings.topic_prefix
             result["app_id"] = sc.settings.app_id
