@@ -2,10 +2,16 @@
 
 structlog renders its own lines and writes them straight to stderr, so a Faust worker's own
 logging set-up (which takes over the standard library's root logger) cannot re-wrap them.
+
+A crash in C code (librdkafka, RocksDB, psycopg's libpq) kills the process with no Python
+traceback; ``faulthandler`` then writes every thread's Python stack to stderr, beside the
+logs. Two module runners that died with SIGSEGV in librdkafka's main thread at the start of a
+chaos run (2026-12-07) left a log that ended mid-start-up and said nothing more.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import sys
 
@@ -19,6 +25,7 @@ def configure_logging(log_format: str = "console", level: str = "INFO") -> None:
     if _configured:
         return
     _configured = True
+    faulthandler.enable()
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
