@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import faulthandler
+import logging
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from streams.observability import logs
 
 
 @pytest.fixture
 def unconfigured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Logging not set up and no fault handler; afterwards, all of it as it was (the set-up
+    binds structlog and the root logger to this test's captured stderr)."""
     was_enabled = faulthandler.is_enabled()
+    structlog_config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     monkeypatch.setattr(logs, "_configured", False)
     faulthandler.disable()
     yield
+    structlog.configure(**structlog_config)
+    root.handlers[:], root.level = handlers, level
     if was_enabled:
         faulthandler.enable()
     else:
