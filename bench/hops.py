@@ -37,7 +37,7 @@ def hops(settings: Settings, done_ms: dict[bytes, int], slowest: int = 6) -> lis
 def slowest_hops(
     records: dict[bytes, list[tuple[int, str]]], done_ms: dict[bytes, int], slowest: int
 ) -> list[dict[str, Any]]:
-    """``hops`` over each order's (timestamp ms, message type) records, read."""
+    """``hops`` from the records read for each order: (timestamp in ms, message type)."""
     delays: dict[str, list[float]] = defaultdict(list)
     for key, timed in records.items():
         timed = sorted(t for t in timed if t[0] <= done_ms[key])
