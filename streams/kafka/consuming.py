@@ -1,5 +1,6 @@
 """Consuming: the consumed-record type, taking batches without adding latency, or to the end,
-and the reader of the process manager's history (replay, verify, check, the timeline)."""
+the reader of the process manager's history (replay, verify, check, the timeline), and the
+reader of a group's committed offsets."""
 
 from __future__ import annotations
 
@@ -108,6 +109,37 @@ def reader(settings: Settings) -> Consumer:
             }
         )
     )
+
+
+def offsets_reader(settings: Settings, group: str, *, stable: bool) -> Consumer:
+    """A client that reads ``group``'s committed offsets (``committed``) and never joins it.
+
+    Not ``AdminClient.list_consumer_group_offsets``: librdkafka (2.16) dereferences the admin
+    client's missing consumer group when that request is answered NOT_COORDINATOR, which a
+    broker does while it loads its groups after a start (librdkafka#5040); the process died of
+    SIGSEGV. A consumer has a group to ask for the coordinator again. ``stable``: wait while a
+    transaction's offsets are pending (``require_stable``) rather than read those before them.
+    """
+    return Consumer(
+        settings.confluent_config(
+            **{
+                "group.id": group,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed" if stable else "read_uncommitted",
+            }
+        )
+    )
+
+
+def committed(
+    reader: Consumer, partitions: Sequence[TopicPartition], timeout: float
+) -> dict[tuple[str, int], int]:
+    """The committed offset per (topic, partition) of ``reader``'s group (negative: none)."""
+    found = reader.committed(list(partitions), timeout=timeout)
+    for tp in found:
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+    return {(tp.topic, tp.partition): tp.offset for tp in found}
 
 
 def partition_count(settings: Settings, topics: Sequence[str]) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streams.kafka.consuming import committed, offsets_reader
 from streams.observability.logs import get_logger
 from streams.settings import Settings
 
@@ -36,12 +37,13 @@ def adopt_offsets(settings: Settings, group: str, previous: dict[str, str]) -> N
         # offsets of a group with members cannot be altered. At worst (a crashed member's
         # transaction outlives its session) older offsets are adopted, and the commands
         # after them are skipped again by their message ids.
-        mine = _committed(admin, group, partitions, stable=False)
-        missing = [tp for tp in partitions if mine[tp.partition] < 0]
+        mine = _committed(settings, group, partitions, stable=False)
+        missing = [tp for tp in partitions if mine[(topic, tp.partition)] < 0]
         if not missing:
             continue
-        theirs = _committed(admin, old_group, missing, stable=True)
-        adopted += [TopicPartition(topic, p, offset) for p, offset in theirs.items() if offset >= 0]
+        # A pending transaction's offsets are waited for: they are the old group's last word.
+        theirs = _committed(settings, old_group, missing, stable=True)
+        adopted += [TopicPartition(t, p, at) for (t, p), at in theirs.items() if at >= 0]
     if not adopted:
         return
     request = ConsumerGroupTopicPartitions(group, adopted)
@@ -62,15 +64,10 @@ def adopt_offsets(settings: Settings, group: str, previous: dict[str, str]) -> N
 
 
 def _committed(
-    admin: AdminClient, group: str, partitions: list[TopicPartition], *, stable: bool
-) -> dict[int, int]:
-    """``group``'s committed offset per partition number (negative: none). ``stable``: raise
-    while a transaction's offsets are pending (``require_stable``), and the caller's session
-    starts again, rather than read the offset before them."""
-    request = ConsumerGroupTopicPartitions(group, partitions)
-    answer = admin.list_consumer_group_offsets([request], require_stable=stable)[group]
-    found = answer.result(timeout=30).topic_partitions or []
-    for tp in found:
-        if tp.error is not None:
-            raise KafkaException(tp.error)
-    return {tp.partition: tp.offset for tp in found}
+    settings: Settings, group: str, partitions: list[TopicPartition], *, stable: bool
+) -> dict[tuple[str, int], int]:
+    reader = offsets_reader(settings, group, stable=stable)
+    try:
+        return committed(reader, partitions, timeout=30)
+    finally:
+        reader.close()

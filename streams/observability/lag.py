@@ -10,17 +10,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 
-from confluent_kafka import (
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    IsolationLevel,
-    KafkaError,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from streams.kafka import groups
+from streams.kafka.consuming import committed, offsets_reader
 from streams.observability.logs import get_logger
 from streams.settings import Settings
 
@@ -56,6 +51,7 @@ class ConsumerLag:
         self._at = float("-inf")
         self._lock = threading.Lock()
         self._admin: AdminClient | None = None
+        self._readers: dict[str, Consumer] = {}
 
     def refresh(self) -> None:
         with self._lock:
@@ -65,8 +61,15 @@ class ConsumerLag:
                 self._lag = self.measure()
             except Exception as error:  # a scrape must not fail because Kafka is slow
                 log.warning("consumer lag not measured", error=repr(error))
-                self._admin = None
+                self.close()
             self._at = time.monotonic()
+
+    def close(self) -> None:
+        """Drop the clients; the next measurement makes new ones."""
+        self._admin = None
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
 
     def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(
@@ -89,13 +92,13 @@ class ConsumerLag:
         positions: dict[tuple[str, str, int], int] = {}
         for group, group_topics in self.groups.items():
             asked = [TopicPartition(t, p) for t in group_topics for p in partitions]
-            request = [ConsumerGroupTopicPartitions(group, asked)]
-            future = admin.list_consumer_group_offsets(request, request_timeout=self.timeout)
-            answer = future[group].result(timeout=self.timeout)
-            committed = {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions}
+            reader = self._readers.get(group)
+            if reader is None:
+                reader = self._readers[group] = offsets_reader(self.settings, group, stable=False)
+            offsets = committed(reader, asked, self.timeout)
             for t in group_topics:
                 for p in partitions:
-                    offset = committed.get((t, p), -1)
+                    offset = offsets.get((t, p), -1)
                     positions[(group, t, p)] = offset if offset >= 0 else starts[(t, p)]
         raw = {k: max(0, ends[(k[1], k[2])] - at) for k, at in positions.items()}
         probed = self._records_ahead(

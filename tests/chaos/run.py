@@ -172,19 +172,22 @@ def drain(settings: Settings, journal: Journal, limit_s: float) -> dict[str, int
     deadline = time.monotonic() + limit_s
     behind: dict[str, int] | None = None
     shown = 0.0
-    while time.monotonic() < deadline:
-        try:
-            behind = {f"{g} {t}": n for (g, t), n in lag.measure().items() if n}
-        except Exception as error:  # the broker may still be recovering
-            journal.say(f"lag not measured: {error!r}")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                behind = {f"{g} {t}": n for (g, t), n in lag.measure().items() if n}
+            except Exception as error:  # the broker may still be recovering
+                journal.say(f"lag not measured: {error!r}")
+                time.sleep(2)
+                continue
+            if not behind:
+                return behind
+            if time.monotonic() - shown > 10:
+                shown = time.monotonic()
+                journal.say(f"draining: {sum(behind.values())} records behind: {behind}")
             time.sleep(2)
-            continue
-        if not behind:
-            return behind
-        if time.monotonic() - shown > 10:
-            shown = time.monotonic()
-            journal.say(f"draining: {sum(behind.values())} records behind: {behind}")
-        time.sleep(2)
+    finally:
+        lag.close()
     return behind
 
 
