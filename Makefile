@@ -63,7 +63,7 @@ topics: up  ## create every contract topic
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy process_manager aggregates streams
+	$(VENV)/bin/mypy process_manager aggregates streams bench
 
 test-unit: venv
 	$(VENV)/bin/pytest -m 'not integration'

@@ -140,10 +140,11 @@ def hop_latency(
                 producer.poll(0)
                 n += 1
             for message in consumer.consume(100, timeout=0.002):
-                if message.error() is None and message.key() in sent:
-                    if int(message.key()[4:]) < warmup:
+                got = message.key()
+                if message.error() is None and isinstance(got, bytes) and got in sent:
+                    if int(got[4:]) < warmup:
                         continue
-                    latencies.append((time.time() - sent[message.key()]) * 1000)
+                    latencies.append((time.time() - sent[got]) * 1000)
         consumer.close()
         producer.flush(10)
         result = {

@@ -256,7 +256,7 @@ def end_offsets(settings: Settings, topics: Iterable[str] | None = None) -> dict
     metadata = admin.list_topics(timeout=10).topics
     names = list(topics) if topics is not None else scenario_topics(settings)
     request = {
-        TopicPartition(name, p): OffsetSpec.latest()
+        TopicPartition(name, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
         for name in names
         if name in metadata
         for p in metadata[name].partitions
@@ -400,10 +400,8 @@ class Drive:
 
     def _drain(self, reader: Consumer, timeout: float) -> None:
         for message in reader.consume(2000, timeout=timeout):
-            if message.error() is not None or message.key() is None:
-                continue
             key, value = message.key(), message.value()
-            if value is None:
+            if message.error() is not None or key is None or value is None:
                 continue
             if self.on_record is not None:
                 self.on_record(key, value, message.timestamp()[1])
