@@ -28,21 +28,26 @@ def adopt_offsets(settings: Settings, group: str, previous: dict[str, str]) -> N
     """
     admin = AdminClient(settings.confluent_config())
     metadata = admin.list_topics(timeout=30).topics
+    partitions = {
+        topic: [TopicPartition(topic, p) for p in metadata[topic].partitions]
+        for topic in previous
+        if topic in metadata
+    }
+    if not partitions:
+        return
+    # Its last commit, a pending transaction's aside: a member has that one open, and offsets
+    # of a group with members cannot be altered. At worst (a crashed member's transaction
+    # outlives its session) older offsets are adopted, and the commands after them are
+    # skipped again by their message ids.
+    every = [tp for owned in partitions.values() for tp in owned]
+    mine = _committed(settings, group, every, stable=False)
     adopted: list[TopicPartition] = []
-    for topic, old_group in previous.items():
-        if topic not in metadata:
-            continue
-        partitions = [TopicPartition(topic, p) for p in metadata[topic].partitions]
-        # Its last commit, a pending transaction's aside: a member has that one open, and
-        # offsets of a group with members cannot be altered. At worst (a crashed member's
-        # transaction outlives its session) older offsets are adopted, and the commands
-        # after them are skipped again by their message ids.
-        mine = _committed(settings, group, partitions, stable=False)
-        missing = [tp for tp in partitions if mine[(topic, tp.partition)] < 0]
+    for topic, owned in partitions.items():
+        missing = [tp for tp in owned if mine[(topic, tp.partition)] < 0]
         if not missing:
             continue
         # A pending transaction's offsets are waited for: they are the old group's last word.
-        theirs = _committed(settings, old_group, missing, stable=True)
+        theirs = _committed(settings, previous[topic], missing, stable=True)
         adopted += [TopicPartition(t, p, at) for (t, p), at in theirs.items() if at >= 0]
     if not adopted:
         return
