@@ -4,9 +4,10 @@ structlog renders its own lines and writes them straight to stderr, so a Faust w
 logging set-up (which takes over the standard library's root logger) cannot re-wrap them.
 
 A crash in C code (librdkafka, RocksDB, psycopg's libpq) kills the process with no Python
-traceback; ``faulthandler`` then writes every thread's Python stack to stderr, beside the
-logs. Two module runners that died with SIGSEGV in librdkafka's main thread at the start of a
-chaos run (2026-12-07) left a log that ended mid-start-up and said nothing more.
+traceback; ``faulthandler`` then writes the Python stacks to stderr, beside the logs. It cannot
+help when the crashing thread has no Python frames: the module runners' SIGSEGV in librdkafka's
+own main thread (2026-12-07, ``streams.kafka.consuming.offsets_reader``) left nothing, and was
+found with a core file and gdb.
 """
 
 from __future__ import annotations
